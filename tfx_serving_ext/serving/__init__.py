@@ -1,0 +1,1 @@
+"""Everything that knows TensorFlow Serving: on-disk layout, the client, requests, signatures."""
