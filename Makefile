@@ -1,0 +1,31 @@
+# The two quickstart commands (`make demo`, `make test`) bootstrap everything from Python 3.11 + pip:
+# uv is installed with pip, then `uv sync` builds .venv from pyproject.toml.
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --no-sync
+
+.PHONY: setup demo test test-fast lint format bench
+
+setup:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --python $(PYTHON)
+
+demo: setup
+	$(RUN) tfx-serving-ext demo
+
+test: setup
+	$(RUN) pytest
+
+test-fast: setup
+	$(RUN) pytest -m "not slow"
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: setup
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+bench: setup
+	for b in benchmarks/*.py; do $(RUN) python $$b || exit 1; done

@@ -1,0 +1,112 @@
+"""The foundation: the penguin trainer, the pipeline under LocalDagRunner, and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.penguin import model as penguin_model
+from tfx_serving_ext.serving.saved_model import find_serving_model_dir, read_signature_defs
+from tfx_serving_ext.serving.volume import list_versions
+
+CLI = [sys.executable, "-m", "tfx_serving_ext.cli"]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """Runs `tfx-serving-ext demo` (the pipeline under LocalDagRunner) once for this module."""
+    workdir = tmp_path_factory.mktemp("demo")
+    completed = subprocess.run(
+        [*CLI, "demo", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return workdir, completed
+
+
+def _accuracy(signature_output: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(signature_output, axis=1) == labels))
+
+
+def test_demo_pushes_a_numeric_version_and_prints_its_path(demo_run):
+    workdir, completed = demo_run
+    versions = list_versions(workdir / "serving" / "penguin")
+    assert len(versions) == 1
+    pushed = next(iter(versions.values()))
+    assert (pushed / "saved_model.pb").is_file()
+    assert f"Pushed model: {pushed}" in completed.stdout
+
+
+def test_trainer_component_exports_both_signatures_that_classify_penguins(
+    demo_run, penguin_examples
+):
+    import tensorflow as tf
+
+    workdir, _ = demo_run
+    (model_uri,) = (workdir / "pipeline_root" / "PenguinTrainer" / "model").iterdir()
+    serving_dir = find_serving_model_dir(model_uri)
+    assert serving_dir.name == "Format-Serving"
+
+    signatures = read_signature_defs(serving_dir)
+    assert set(signatures) == {"serving_default", penguin_model.FEATURES_SIGNATURE}
+    examples_input = signatures["serving_default"].inputs["examples"]
+    assert examples_input.dtype == tf.string.as_datatype_enum
+    assert [d.size for d in examples_input.tensor_shape.dim] == [-1]
+    assert set(signatures[penguin_model.FEATURES_SIGNATURE].inputs) == set(
+        penguin_model.FEATURE_KEYS
+    )
+
+    # Every 7th penguin: all three species, rows the trainer saw and rows it did not.
+    sample = penguin_examples[::7]
+    labels = np.array([e.features.feature["species"].int64_list.value[0] for e in sample])
+    assert set(labels) == {0, 1, 2}
+    loaded = tf.saved_model.load(str(serving_dir))
+    from_examples = loaded.signatures["serving_default"](
+        examples=tf.constant([e.SerializeToString() for e in sample])
+    )["probabilities"].numpy()
+    features = {
+        key: tf.constant([e.features.feature[key].float_list.value[0] for e in sample])
+        for key in penguin_model.FEATURE_KEYS
+    }
+    from_features = loaded.signatures[penguin_model.FEATURES_SIGNATURE](**features)[
+        "probabilities"
+    ].numpy()
+
+    assert from_examples.shape == (len(sample), 3)
+    np.testing.assert_allclose(from_examples.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(from_examples, from_features, rtol=1e-5, atol=1e-6)
+    assert _accuracy(from_examples, labels) >= 0.9
+
+
+def test_shared_penguin_fixture_model_is_a_good_classifier(penguin_model_dir, penguin_examples):
+    import tensorflow as tf
+
+    labels = np.array([e.features.feature["species"].int64_list.value[0] for e in penguin_examples])
+    loaded = tf.saved_model.load(str(penguin_model_dir))
+    probabilities = loaded.signatures["serving_default"](
+        examples=tf.constant([e.SerializeToString() for e in penguin_examples])
+    )["probabilities"].numpy()
+    assert _accuracy(probabilities, labels) >= 0.9
+
+
+def test_cli_version_and_demo_help():
+    from tfx_serving_ext import __version__
+
+    version = subprocess.run([*CLI, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"tfx-serving-ext {__version__}"
+    assert __version__ != "0.0.0+unknown"
+    demo_help = subprocess.run([*CLI, "demo", "--help"], capture_output=True, text=True, check=True)
+    assert "--workdir" in demo_help.stdout
+
+
+def test_missing_examples_split_is_a_clear_error(tmp_path):
+    from pipelines.penguin.trainer import read_split
+
+    with pytest.raises(FileNotFoundError, match="Split-train"):
+        read_split(str(tmp_path), "train")

@@ -1,0 +1,1 @@
+"""Builders of real models and data for tests, benchmarks and the notebook."""
