@@ -59,7 +59,7 @@ class VolumeError(RuntimeError):
     """The serving volume cannot be used as asked."""
 
 
-class UnsafeModelPath(VolumeError):
+class UnsafeModelPath(VolumeError, ValueError):
     """A model file, symlink or name would read or write outside the tree it belongs to."""
 
 
