@@ -1,0 +1,89 @@
+"""`tfx-serving-ext push`: publish a model on a serving volume and verify it on a server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "push",
+        help="publish a SavedModel as a new version on a serving volume (atomic, verified)",
+        description=(
+            "Copies MODEL_DIR (a SavedModel, or a Model artifact in the TFX Trainer layout) "
+            "into BASE_DIR under a new version number, atomically; with --server waits until "
+            "the server reports it AVAILABLE and removes it again if it fails to load."
+        ),
+    )
+    parser.add_argument("model_dir", metavar="MODEL_DIR", help="the model to push")
+    parser.add_argument("base_dir", metavar="BASE_DIR", help="the serving volume")
+    add_server_args(parser)
+    parser.add_argument(
+        "--keep", type=int, default=0, help="keep only the newest N versions (default: all)"
+    )
+    parser.add_argument("--model-config-file", help="ModelServerConfig to set labels in")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="LABEL=TARGET",
+        help="set a version label once AVAILABLE; TARGET is new, previous or a version "
+        "(repeatable; needs --server and --model-config-file)",
+    )
+    parser.add_argument(
+        "--no-rollback-on-failure",
+        action="store_true",
+        help="leave a version that failed to load on the volume",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfx_serving_ext.serving.push import PushConfigError, VolumePushConfig, push_to_volume
+    from tfx_serving_ext.serving.saved_model import SavedModelError, find_serving_model_dir
+    from tfx_serving_ext.serving.volume import VolumeError
+
+    try:
+        labels = dict(item.split("=", 1) for item in args.label)
+    except ValueError:
+        print(f"error: --label takes LABEL=TARGET, got {args.label}")
+        return 2
+    try:
+        model_dir = find_serving_model_dir(args.model_dir)
+        config = VolumePushConfig(
+            base_directory=args.base_dir,
+            model_name=args.model_name,
+            model_config_file=args.model_config_file,
+            keep_versions=args.keep,
+            version_labels=labels,
+            server_address=args.server,
+            server_protocol=protocol_of(args),
+            verify_timeout_seconds=args.timeout,
+            rollback_on_failure=not args.no_rollback_on_failure,
+        )
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task("copying", total=None)
+                result = push_to_volume(
+                    model_dir,
+                    config,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            result = push_to_volume(model_dir, config)
+    except (SavedModelError, PushConfigError, VolumeError) as exc:
+        print(f"error: {exc}")
+        return 2
+    print(f"{'pushed' if result.pushed else 'FAILED'}: {result.message}")
+    if result.version is not None and result.pushed:
+        print(f"version {result.version} at {result.destination}")
+    if result.labels:
+        print(f"labels: {result.labels}")
+    if result.removed_versions:
+        print(f"removed by retention: {result.removed_versions}")
+    return 0 if result.pushed else 1

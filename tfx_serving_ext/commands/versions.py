@@ -1,0 +1,77 @@
+"""`tfx-serving-ext versions`: the versions on a serving volume, and which ones a server serves."""
+
+from __future__ import annotations
+
+import argparse
+
+from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "versions",
+        help="list the versions on a serving volume (and their state on a server)",
+        description=(
+            "Lists the version directories under BASE_DIR (TF Serving's model_base_path), the "
+            "next version a push would take, and with --server the state of each version there."
+        ),
+    )
+    parser.add_argument("base_dir", metavar="BASE_DIR", help="the serving volume")
+    add_server_args(parser)
+    parser.add_argument(
+        "--model-config-file", help="text-format ModelServerConfig to show labels from"
+    )
+    parser.set_defaults(func=run)
+
+
+def _size(path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run(args: argparse.Namespace) -> int:
+    from tfx_serving_ext.serving import volume
+
+    try:
+        versions = volume.list_versions(args.base_dir)
+    except FileNotFoundError:
+        print(f"error: {args.base_dir} does not exist")
+        return 1
+    states: dict[int, str] = {}
+    if args.server:
+        from tfx_serving_ext.serving.client import ServerUnreachable, ServingClient
+
+        client = ServingClient(args.server, protocol=protocol_of(args))
+        try:
+            for status in client.model_status(args.model_name):
+                state = str(getattr(status.state, "name", status.state)).rsplit(".", 1)[-1]
+                states[int(status.version)] = state
+        except ServerUnreachable as exc:
+            print(f"warning: server unreachable: {exc}")
+        except Exception as exc:  # the model is unknown to the server
+            print(f"warning: server has no status for {args.model_name!r}: {exc}")
+    labels: dict[int, list[str]] = {}
+    if args.model_config_file:
+        from tfx_serving_ext.serving.model_config import read_version_labels
+
+        for label, version in read_version_labels(args.model_config_file, args.model_name).items():
+            labels.setdefault(version, []).append(label)
+
+    rows = [("VERSION", "DIRECTORY", "SIZE", "SERVER", "LABELS")]
+    for version in sorted(set(versions) | set(states), reverse=True):
+        path = versions.get(version)
+        rows.append(
+            (
+                str(version),
+                path.name if path else "(not on disk)",
+                f"{_size(path) / 1e6:.1f} MB" if path else "",
+                states.get(version, "-" if args.server else ""),
+                ",".join(sorted(labels.get(version, []))),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    print(f"next version: {volume.next_version(args.base_dir)}")
+    return 0
