@@ -29,11 +29,11 @@ from typing import Any
 
 from tfx_serving_ext.cloud_run import image as img
 from tfx_serving_ext.cloud_run import registry as reg
+from tfx_serving_ext.cloud_run.config import DEFAULT_BASE_IMAGE
 from tfx_serving_ext.cloud_run.errors import ImageBuildError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_IMAGE = "tensorflow/serving:2.19.1"
 
 ClientFactory = Callable[[str], reg.RegistryClient]
 
