@@ -1,0 +1,260 @@
+"""The server core: every model's manager, the version source, and request dispatch.
+
+The gRPC and REST front ends both call this, so both answer with the same statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+)
+
+from tfx_serving_ext.server import config as config_lib
+from tfx_serving_ext.server.manager import LoadPolicy, ModelManager
+from tfx_serving_ext.server.servable import Servable
+from tfx_serving_ext.server.source import VersionSource
+from tfx_serving_ext.server.status import (
+    CODE_NUMBERS,
+    ServingStatusError,
+    invalid_argument,
+    not_found,
+)
+from tfx_serving_ext.server.warmup import run_warmup
+
+logger = logging.getLogger(__name__)
+
+_STATE_NUMBERS = {
+    "UNKNOWN": 0,
+    "START": 10,
+    "LOADING": 20,
+    "AVAILABLE": 30,
+    "UNLOADING": 40,
+    "END": 50,
+}
+
+
+class ServerCore:
+    """Holds the models of a ModelServerConfig and answers requests against them."""
+
+    def __init__(
+        self,
+        *,
+        file_system_poll_wait_seconds: float = 1.0,
+        enable_model_warmup: bool = True,
+        num_request_iterations_for_warmup: int = 1,
+        load_policy: LoadPolicy | None = None,
+    ):
+        self._enable_warmup = enable_model_warmup
+        self._warmup_iterations = num_request_iterations_for_warmup
+        self._load_policy = load_policy or LoadPolicy()
+        self._managers: dict[str, ModelManager] = {}
+        self._configs: dict[str, object] = {}
+        self._lock = threading.RLock()
+        self._source = VersionSource(self._on_aspired_versions, file_system_poll_wait_seconds)
+        self._started = False
+
+    # ---- lifecycle and configuration --------------------------------------------------------
+
+    def start(self, config) -> None:
+        """Applies `config` and starts polling for versions (does not wait for loads)."""
+        self._apply_config(config)
+        self._source.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Stops polling and unloads every model."""
+        self._source.stop()
+        with self._lock:
+            managers = list(self._managers.values())
+        for manager in managers:
+            manager.stop()
+
+    def _apply_config(self, config) -> set[str]:
+        models = config_lib.model_configs(config)
+        with self._lock:
+            added = {m.name for m in models} - set(self._configs)
+            removed = set(self._configs) - {m.name for m in models}
+            for model in models:
+                if model.name not in self._managers:
+                    self._managers[model.name] = ModelManager(
+                        model.name, self._load_servable, self._load_policy
+                    )
+                self._managers[model.name].set_labels(dict(model.version_labels))
+            for name in removed:
+                logger.info("Model %s left the config: unloading all its versions", name)
+                self._managers[name].set_aspired_versions({})
+                self._managers[name].set_labels({})
+            self._configs = {m.name: m for m in models}
+            self._source.set_models(models)
+        return added
+
+    def reload_config(self, config, wait_timeout: float = 600.0) -> None:
+        """Replaces the model list, as HandleReloadConfigRequest does.
+
+        Models left out are unloaded; blocks until newly added models have settled, then checks
+        that every version label points at an AVAILABLE version.
+
+        Raises:
+            ServingStatusError: the config is invalid, a new model failed to load, or a label
+                points at a version that does not serve.
+        """
+        added = self._apply_config(config)
+        if self._started:
+            self._source.poll_once()
+        deadline = time.monotonic() + wait_timeout
+        for name in sorted(added):
+            manager = self._managers[name]
+            if not manager.wait_until_settled(max(0.0, deadline - time.monotonic())):
+                raise ServingStatusError(
+                    "DEADLINE_EXCEEDED", f"Timed out waiting for model {name} to load"
+                )
+            failed = [
+                r for r in manager.version_states() if r.state == "END" and r.error_code != "OK"
+            ]
+            if failed and not manager.available_versions():
+                raise ServingStatusError(failed[0].error_code, failed[0].error_message)
+        for model in config_lib.model_configs(config):
+            available = set(self._managers[model.name].available_versions())
+            for _label, version in model.version_labels.items():
+                if version not in available:
+                    raise ServingStatusError(
+                        "FAILED_PRECONDITION",
+                        f"Request to assign label to version {version} of model {model.name}, "
+                        "which is not currently available for inference",
+                    )
+
+    def _on_aspired_versions(self, name: str, versions: dict[int, Path]) -> None:
+        with self._lock:
+            manager = self._managers.get(name)
+        if manager is not None and name in self._configs:
+            manager.set_aspired_versions(versions)
+
+    def _load_servable(self, name: str, version: int, path: Path) -> Servable:
+        servable = Servable.load(name, version, path)
+        if self._enable_warmup:
+            run_warmup(servable, self._warmup_iterations)
+        return servable
+
+    def model_names(self) -> list[str]:
+        """Returns the names of the configured models."""
+        with self._lock:
+            return sorted(self._configs)
+
+    def manager(self, name: str) -> ModelManager:
+        """Returns the manager of a configured model.
+
+        Raises:
+            ServingStatusError: NOT_FOUND for a model that is not configured.
+        """
+        manager = self._managers.get(name)
+        if manager is None:
+            raise not_found(f"Servable not found for request: Latest({name})")
+        return manager
+
+    # ---- request dispatch -------------------------------------------------------------------
+
+    def servable_for(self, model_spec: model_pb2.ModelSpec) -> Servable:
+        """Returns the servable a request's ModelSpec selects (version, label or latest).
+
+        Raises:
+            ServingStatusError: INVALID_ARGUMENT without a model name, NOT_FOUND for an unknown
+                model or version, INVALID_ARGUMENT for an unknown label.
+        """
+        if not model_spec.name:
+            raise invalid_argument("Missing model name in request.")
+        manager = self._managers.get(model_spec.name)
+        choice = model_spec.WhichOneof("version_choice")
+        if manager is None:
+            if choice == "version":
+                raise not_found(
+                    "Servable not found for request: "
+                    f"Specific({model_spec.name}, {model_spec.version.value})"
+                )
+            raise not_found(f"Servable not found for request: Latest({model_spec.name})")
+        if choice == "version":
+            return manager.servable(version=model_spec.version.value)
+        if choice == "version_label":
+            return manager.servable(label=model_spec.version_label)
+        return manager.servable()
+
+    def predict(self, request):
+        """Returns the PredictResponse for a PredictRequest."""
+        return self.servable_for(request.model_spec).predict(request)
+
+    def classify(self, request):
+        """Returns the ClassificationResponse for a ClassificationRequest."""
+        return self.servable_for(request.model_spec).classify(request)
+
+    def regress(self, request):
+        """Returns the RegressionResponse for a RegressionRequest."""
+        return self.servable_for(request.model_spec).regress(request)
+
+    def multi_inference(self, request):
+        """Returns the MultiInferenceResponse for a MultiInferenceRequest."""
+        if not request.tasks:
+            raise invalid_argument("Expected at least one task")
+        return self.servable_for(request.tasks[0].model_spec).multi_inference(request)
+
+    def model_metadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """Returns GetModelMetadata's answer: the version's SignatureDefMap."""
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing model_spec")
+        if not request.metadata_field:
+            raise invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field"
+            )
+        for field in request.metadata_field:
+            if field != "signature_def":
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        servable = self.servable_for(request.model_spec)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in servable.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature)
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+    def model_status(
+        self, request: get_model_status_pb2.GetModelStatusRequest
+    ) -> get_model_status_pb2.GetModelStatusResponse:
+        """Returns GetModelStatus's answer: the state of each version (or the requested one)."""
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        spec = request.model_spec
+        if not spec.name:
+            raise invalid_argument("Missing model name in request.")
+        manager = self._managers.get(spec.name)
+        records = manager.version_states() if manager is not None else []
+        if not records:
+            raise not_found(f"Could not find any versions of model {spec.name}")
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version_label":
+            labels = manager.labels()
+            if spec.version_label not in labels:
+                raise invalid_argument(f"Unrecognized servable version label: {spec.version_label}")
+            wanted = labels[spec.version_label]
+        else:
+            wanted = spec.version.value if choice == "version" else None
+        if wanted is not None:
+            records = [r for r in records if r.version == wanted]
+            if not records:
+                raise not_found(f"Could not find version {wanted} of model {spec.name}")
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for record in records:
+            status = response.model_version_status.add()
+            status.version = record.version
+            status.state = _STATE_NUMBERS[record.state]
+            status.status.error_code = CODE_NUMBERS.get(record.error_code, 2)
+            status.status.error_message = record.error_message
+        return response

@@ -1,0 +1,103 @@
+"""The gRPC front end: tensorflow.serving PredictionService and ModelService."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import (
+    model_management_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+)
+
+from tfx_serving_ext.server.core import ServerCore
+from tfx_serving_ext.server.status import CODE_NUMBERS, ServingStatusError, from_exception
+
+logger = logging.getLogger(__name__)
+
+# TF Serving accepts messages up to INT_MAX bytes.
+_MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+def _serve(context: grpc.ServicerContext, call, request):
+    try:
+        return call(request)
+    except Exception as exc:
+        status = from_exception(exc)
+        if not isinstance(exc, ServingStatusError):
+            logger.exception("Unexpected error while serving a request")
+        context.abort(grpc.StatusCode[status.code], status.message)
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService over a ServerCore."""
+
+    def __init__(self, core: ServerCore):
+        self._core = core
+
+    def Predict(self, request, context):  # noqa: N802 (gRPC method names)
+        return _serve(context, self._core.predict, request)
+
+    def Classify(self, request, context):  # noqa: N802
+        return _serve(context, self._core.classify, request)
+
+    def Regress(self, request, context):  # noqa: N802
+        return _serve(context, self._core.regress, request)
+
+    def MultiInference(self, request, context):  # noqa: N802
+        return _serve(context, self._core.multi_inference, request)
+
+    def GetModelMetadata(self, request, context):  # noqa: N802
+        return _serve(context, self._core.model_metadata, request)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService (status and config reload) over a ServerCore."""
+
+    def __init__(self, core: ServerCore):
+        self._core = core
+
+    def GetModelStatus(self, request, context):  # noqa: N802
+        return _serve(context, self._core.model_status, request)
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            self._core.reload_config(request.config)
+        except Exception as exc:
+            status = from_exception(exc)
+            logger.error("Config reload failed: %s", status.message)
+            response.status.error_code = CODE_NUMBERS[status.code]
+            response.status.error_message = status.message
+            context.abort(grpc.StatusCode[status.code], status.message)
+        return response
+
+
+def start_grpc_server(core: ServerCore, host: str, port: int, max_workers: int = 16):
+    """Returns (server, bound port) with both services started on `host:port` (0 = any port).
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-serving"),
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(core), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise OSError(f"Cannot bind gRPC server to {host}:{port}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"Cannot bind gRPC server to {host}:{port}")
+    server.start()
+    return server, bound

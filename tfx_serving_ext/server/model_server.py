@@ -1,0 +1,157 @@
+"""ModelServer: the embedded TF-Serving-compatible server (gRPC + REST) in one object."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from tfx_serving_ext.server import config as config_lib
+from tfx_serving_ext.server.core import ServerCore
+from tfx_serving_ext.server.grpc_service import start_grpc_server
+from tfx_serving_ext.server.manager import LoadPolicy
+from tfx_serving_ext.server.options import ServerOptions
+from tfx_serving_ext.server.rest_service import RestServer
+
+logger = logging.getLogger(__name__)
+
+
+class ModelServer:
+    """Runs the embedded model server in this process.
+
+    Example:
+        with ModelServer(ServerOptions(model_name="m", model_base_path="/models/m")) as server:
+            client = ServingClient(server.grpc_address)
+            client.wait_until_available("m")
+    """
+
+    def __init__(self, options: ServerOptions):
+        if not options.model_config_file and not (options.model_name and options.model_base_path):
+            raise ValueError(
+                "ServerOptions needs model_name and model_base_path, or model_config_file"
+            )
+        if options.model_config_file and options.model_base_path:
+            raise ValueError("Give model_base_path or model_config_file, not both")
+        self.options = options
+        self._core: ServerCore | None = None
+        self._grpc_server = None
+        self._rest_server: RestServer | None = None
+        self._config_poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
+        self.grpc_port = 0
+        self.rest_port = 0
+
+    @property
+    def core(self) -> ServerCore:
+        """Returns the ServerCore (models, managers) of a started server."""
+        if self._core is None:
+            raise RuntimeError("ModelServer is not started")
+        return self._core
+
+    @property
+    def grpc_address(self) -> str:
+        """Returns "host:port" of the gRPC API."""
+        return f"{self.options.host}:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        """Returns "http://host:port" of the REST API."""
+        return f"http://{self.options.host}:{self.rest_port}"
+
+    def _initial_config(self):
+        options = self.options
+        if options.model_config_file:
+            return config_lib.read_model_config_file(options.model_config_file)
+        return config_lib.single_model_config(
+            options.model_name,
+            options.model_base_path,
+            options.model_version_policy,
+            options.model_version_policy_num_versions,
+            tuple(options.model_version_policy_versions),
+        )
+
+    def start(self) -> ModelServer:
+        """Returns self after binding both APIs and starting to load the models.
+
+        Raises:
+            ModelConfigError: the model config file does not parse.
+            ServingStatusError: the config is invalid (e.g. a model listed twice).
+            OSError: a port cannot be bound.
+        """
+        options = self.options
+        config = self._initial_config()
+        core = ServerCore(
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+            enable_model_warmup=options.enable_model_warmup,
+            num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
+            load_policy=LoadPolicy(
+                options.max_num_load_retries, options.load_retry_interval_seconds
+            ),
+        )
+        self._core = core
+        try:
+            core.start(config)
+            self._grpc_server, self.grpc_port = start_grpc_server(
+                core, options.host, options.port, options.grpc_max_workers
+            )
+            logger.info("Running gRPC ModelServer at %s ...", self.grpc_address)
+            if options.enable_rest or options.rest_api_port:
+                self._rest_server = RestServer(
+                    core,
+                    options.host,
+                    options.rest_api_port,
+                    timeout_seconds=options.rest_api_timeout_in_ms / 1000.0,
+                    max_body_bytes=options.rest_api_max_body_bytes,
+                    max_workers=options.rest_max_workers,
+                )
+                self.rest_port = self._rest_server.start()
+                logger.info("Exporting HTTP/REST API at: %s ...", self.rest_url)
+        except BaseException:
+            self.stop()
+            raise
+        if options.model_config_file and options.model_config_file_poll_wait_seconds > 0:
+            self._config_poller = threading.Thread(
+                target=self._poll_config_file, name="model-config-poller", daemon=True
+            )
+            self._config_poller.start()
+        return self
+
+    def _poll_config_file(self) -> None:
+        path = Path(self.options.model_config_file)
+        last_text = path.read_text() if path.is_file() else None
+        while not self._stop_polling.wait(self.options.model_config_file_poll_wait_seconds):
+            try:
+                text = path.read_text()
+                if text == last_text:
+                    continue
+                last_text = text
+                config = config_lib.parse_model_server_config(text)
+                logger.info("Model config file %s changed: reloading", path)
+                self.core.reload_config(config, wait_timeout=0.0)
+            except Exception as exc:  # keep the old config, as TF Serving does
+                logger.error("Keeping the current model config: %s", exc)
+
+    def stop(self) -> None:
+        """Stops both APIs (in-flight gRPC calls get 5 s to finish) and unloads the models."""
+        self._stop_polling.set()
+        if self._config_poller is not None:
+            self._config_poller.join(timeout=10)
+        if self._rest_server is not None:
+            self._rest_server.stop()
+            self._rest_server = None
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace=5).wait(timeout=10)
+            self._grpc_server = None
+        if self._core is not None:
+            self._core.stop()
+
+    def wait_for_termination(self, timeout: float | None = None) -> None:
+        """Blocks until the gRPC server stops (or `timeout` passes)."""
+        if self._grpc_server is not None:
+            self._grpc_server.wait_for_termination(timeout)
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()

@@ -1,0 +1,44 @@
+"""ServerOptions: the embedded server's settings, named after tensorflow_model_server's flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServerOptions:
+    """Settings of a ModelServer; field names are tensorflow_model_server's flag names.
+
+    Give either `model_name` + `model_base_path` (one model, with `model_version_policy`) or
+    `model_config_file` (text-format ModelServerConfig, several models and labels).
+
+    Differences from tensorflow_model_server: `host` defaults to 127.0.0.1 (the real server
+    binds every interface); ports 0 mean "any free port" (read them back from the ModelServer);
+    `load_retry_interval_seconds` defaults to 1 s instead of 60 s so that a broken version
+    reaches END within seconds; start() does not wait for the models to load (poll
+    GetModelStatus, e.g. with ServingClient.wait_until_available).
+    """
+
+    model_name: str = ""
+    model_base_path: str = ""
+    model_config_file: str = ""
+    port: int = 0
+    rest_api_port: int = 0
+    host: str = "127.0.0.1"
+    file_system_poll_wait_seconds: float = 1.0
+    model_config_file_poll_wait_seconds: float = 0.0
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    rest_api_timeout_in_ms: int = 30000
+    max_num_load_retries: int = 5
+    load_retry_interval_seconds: float = 1.0
+    # Single-model form: "latest" (keep `model_version_policy_num_versions`), "all", "specific".
+    model_version_policy: str = "latest"
+    model_version_policy_num_versions: int = 1
+    model_version_policy_versions: tuple[int, ...] = ()
+    # When False, rest_api_port=0 turns REST off as in tensorflow_model_server; by default
+    # the embedded server picks a free port for it instead.
+    enable_rest: bool = True
+    rest_api_max_body_bytes: int = 256 * 1024 * 1024
+    grpc_max_workers: int = 16
+    rest_max_workers: int = 16

@@ -1,0 +1,99 @@
+"""Replays `assets.extra/tf_serving_warmup_requests` against a version before it serves."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tensorflow_serving.apis import prediction_log_pb2
+
+from tfx_serving_ext.server.servable import Servable
+from tfx_serving_ext.server.status import ServingStatusError, invalid_argument
+
+logger = logging.getLogger(__name__)
+
+WARMUP_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000
+
+
+def warmup_file(version_dir: str | Path) -> Path:
+    """Returns where TF Serving looks for the warmup file of a version directory."""
+    return Path(version_dir) / WARMUP_DIR / WARMUP_FILE
+
+
+def read_warmup_logs(path: Path) -> list[prediction_log_pb2.PredictionLog]:
+    """Returns the PredictionLogs in a warmup TFRecord file.
+
+    Raises:
+        ServingStatusError: DATA_LOSS for a corrupt file or record, INVALID_ARGUMENT for more
+            than 1000 records.
+    """
+    import tensorflow as tf
+
+    logs = []
+    try:
+        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+            if len(logs) >= MAX_WARMUP_RECORDS:
+                raise invalid_argument(
+                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
+                )
+            log = prediction_log_pb2.PredictionLog()
+            try:
+                log.ParseFromString(record)
+            except Exception as exc:
+                raise ServingStatusError(
+                    "DATA_LOSS", f"Failed to parse PredictionLog record {len(logs)} of {path}"
+                ) from exc
+            logs.append(log)
+    except tf.errors.OpError as exc:
+        raise ServingStatusError(
+            "DATA_LOSS", f"Failed to read warmup records from {path}: {exc.message}"
+        ) from exc
+    return logs
+
+
+def run_warmup(servable: Servable, num_iterations: int = 1) -> int:
+    """Returns how many warmup requests were replayed against `servable` (0 without a file).
+
+    Raises:
+        ServingStatusError: the file is corrupt or too long, holds an unsupported log type, or
+            a request fails; TF Serving then keeps the version out of service.
+    """
+    path = warmup_file(servable.path)
+    if not path.is_file():
+        return 0
+    logs = read_warmup_logs(path)
+    count = 0
+    for index, log in enumerate(logs):
+        kind = log.WhichOneof("log_type")
+        if kind is None:
+            continue
+        if kind == "predict_log":
+            request, run = log.predict_log.request, servable.predict
+        elif kind == "classify_log":
+            request, run = log.classify_log.request, servable.classify
+        elif kind == "regress_log":
+            request, run = log.regress_log.request, servable.regress
+        elif kind == "multi_inference_log":
+            request, run = log.multi_inference_log.request, servable.multi_inference
+        else:
+            raise invalid_argument(f"Unsupported log_type for warmup: {kind}")
+        if kind == "multi_inference_log":
+            for task in request.tasks:  # model_spec names in the file are ignored
+                task.model_spec.name = servable.name
+        for _ in range(max(1, num_iterations)):
+            try:
+                run(request)
+            except ServingStatusError as exc:
+                raise ServingStatusError(
+                    exc.code, f"Warmup request {index} ({kind}) failed: {exc.message}"
+                ) from exc
+            count += 1
+    logger.info(
+        "Finished reading warmup data for model %s version %d: %d requests replayed",
+        servable.name,
+        servable.version,
+        count,
+    )
+    return count
