@@ -62,13 +62,19 @@ def make_services_client(api_endpoint: str | None = None, credentials: Any = Non
     """Returns a `run_v2.ServicesClient` on the REST transport.
 
     Args:
-        api_endpoint: e.g. "us-central1-run.googleapis.com" or "http://127.0.0.1:PORT".
+        api_endpoint: e.g. "us-central1-run.googleapis.com", or "http://127.0.0.1:PORT" for a
+            local emulator (anonymous credentials).
         credentials: google-auth credentials (None = application default credentials).
     """
     from google.api_core.client_options import ClientOptions
     from google.cloud import run_v2
 
     options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
+    if credentials is None and api_endpoint and api_endpoint.startswith("http://"):
+        # A plain-HTTP endpoint is a local emulator: never send Google tokens in clear text.
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
     return run_v2.ServicesClient(credentials=credentials, client_options=options, transport="rest")
 
 
