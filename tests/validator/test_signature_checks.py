@@ -1,0 +1,133 @@
+"""The validation library on real SavedModels: what is blessed, what is refused, and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from tfx_serving_ext.serving.model_validation import validate_model
+from tfx_serving_ext.serving.saved_model import SavedModelError
+from tfx_serving_ext.serving.signatures import (
+    BreakingChangePolicy,
+    ContractError,
+    ServingContract,
+    SignatureContract,
+    TensorContract,
+)
+
+
+def _failed(report) -> list[str]:
+    return [f"[{c.signature}] {c.message}" for c in report.failures]
+
+
+def test_compatible_retrain_is_blessed(toy_models, toy_examples):
+    report = validate_model(
+        toy_models["retrain"], baseline_uri=toy_models["baseline"], examples=toy_examples
+    )
+    assert report.blessed, _failed(report)
+    ran = [c for c in report.checks if c.name == "runs_on_examples"]
+    assert {c.signature for c in ran} == {"serving_default", "predict_xw"}
+    assert all("answered a batch of 4 examples" in c.message for c in ran)
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ("removed_input", "[predict_xw] input 'w' was removed"),
+        ("dtype_changed", "[predict_xw] input 'x' changed dtype DT_FLOAT -> DT_DOUBLE"),
+        ("no_serving_default", "no 'serving_default' signature"),
+        ("static_batch", "input 'x' has shape [8]"),
+    ],
+)
+def test_breaking_change_is_refused_with_its_message(toy_models, variant, expected):
+    report = validate_model(toy_models[variant], baseline_uri=toy_models["baseline"])
+    assert not report.blessed
+    assert any(expected in line for line in _failed(report)), _failed(report)
+
+
+def test_static_batch_is_refused_even_without_a_baseline(toy_models):
+    report = validate_model(toy_models["static_batch"])
+    (failure,) = report.failures
+    assert failure.name == "dynamic_batch" and "first dimension must be -1" in failure.message
+
+
+def test_classify_signature_with_float_input_is_refused(toy_models, toy_examples):
+    report = validate_model(toy_models["float_classify"], examples=toy_examples)
+    messages = _failed(report)
+    assert any(
+        m.startswith("[classify_x_to_y] classify signature must have exactly one DT_STRING input")
+        and "'inputs' DT_FLOAT[-1]" in m
+        for m in messages
+    ), messages
+
+
+def test_tf1_classify_and_regress_signatures_are_blessed_and_run(toy_models, toy_examples):
+    report = validate_model(toy_models["half_plus_two"], examples=toy_examples)
+    assert report.blessed, _failed(report)
+    ran = {c.signature for c in report.checks if c.name == "runs_on_examples"}
+    assert ran == {"serving_default", "classify_x_to_y", "regress_x_to_y"}
+
+
+def test_signature_failing_on_examples_is_refused(toy_models, toy_examples):
+    report = validate_model(toy_models["fails_at_run_time"], examples=toy_examples)
+    messages = _failed(report)
+    assert any("x must be negative" in m for m in messages), messages
+
+
+def test_policy_can_allow_a_removed_input(toy_models):
+    policy = BreakingChangePolicy(removed_input=False)
+    report = validate_model(
+        toy_models["removed_input"], baseline_uri=toy_models["baseline"], policy=policy
+    )
+    assert report.blessed
+    assert any(c.name == "removed_input" and c.passed for c in report.checks)
+
+
+def test_added_input_without_default_is_breaking_and_added_signature_is_reported(toy_models):
+    report = validate_model(toy_models["baseline"], baseline_uri=toy_models["removed_input"])
+    assert any("input 'w' added without a default" in m for m in _failed(report))
+    report = validate_model(toy_models["no_serving_default"], baseline_uri=toy_models["baseline"])
+    assert any(c.name == "added_signature" and c.passed for c in report.checks)
+
+
+def test_partial_contract_checks_only_what_it_states(toy_models):
+    contract = ServingContract.from_value(
+        {"predict_xw": {"method": "predict", "inputs": {"x": {"dtype": "float32"}}}}
+    )
+    assert validate_model(toy_models["baseline"], contract=contract).blessed
+    report = validate_model(toy_models["dtype_changed"], contract=contract)
+    assert _failed(report) == [
+        "[predict_xw] input 'x': dtype is DT_DOUBLE, the contract requires DT_FLOAT"
+    ]
+    shaped = ServingContract(
+        signatures={
+            "serving_default": SignatureContract(
+                method="classify", outputs={"y": TensorContract("float32", [None, 3])}
+            )
+        }
+    )
+    failed = _failed(validate_model(toy_models["baseline"], contract=shaped))
+    assert any("method is tensorflow/serving/predict" in m for m in failed)
+    assert any("output 'y': shape is [-1], the contract requires [-1,3]" in m for m in failed)
+
+
+def test_contract_round_trips_through_json_and_rejects_nonsense():
+    contract = ServingContract(
+        signatures={"s": SignatureContract("regress", inputs={"i": TensorContract("string")})}
+    )
+    assert ServingContract.from_json(contract.to_json()) == contract
+    with pytest.raises(ContractError, match="unknown method 'guess'"):
+        ServingContract.from_value({"s": {"method": "guess"}})
+    with pytest.raises(ContractError, match="not valid JSON"):
+        ServingContract.from_json("{'s': 1}")
+
+
+def test_unreadable_model_raises(tmp_path):
+    (tmp_path / "saved_model.pb").write_bytes(b"not a proto at all \xff\xfe")
+    with pytest.raises(SavedModelError, match="cannot be parsed"):
+        validate_model(tmp_path)
+
+
+def test_missing_tag_set_is_a_refusal(toy_models):
+    report = validate_model(toy_models["baseline"], tags=["serve", "gpu"])
+    (failure,) = report.failures
+    assert failure.name == "tag_set_exists" and "no meta graph with tag set" in failure.message

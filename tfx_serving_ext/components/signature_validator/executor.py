@@ -1,0 +1,88 @@
+"""SignatureValidator's executor: resolve artifacts, validate, write the ModelBlessing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from tfx_serving_ext.serving.examples import read_examples
+from tfx_serving_ext.serving.model_validation import validate_model
+from tfx_serving_ext.serving.saved_model import SERVE_TAG
+from tfx_serving_ext.serving.signatures import BreakingChangePolicy, ServingContract
+
+logger = logging.getLogger(__name__)
+
+MODEL_KEY = "model"
+BASELINE_MODEL_KEY = "baseline_model"
+EXAMPLES_KEY = "examples"
+BLESSING_KEY = "blessing"
+CONTRACT_KEY = "contract"
+TAGS_KEY = "tags"
+POLICY_KEY = "breaking_changes"
+NUM_EXAMPLES_KEY = "num_examples"
+SPLIT_KEY = "split"
+
+# As tfx.components.evaluator.constants writes them, so the stock Pusher reads our blessing.
+BLESSED_PROPERTY = "blessed"
+BLESSED_FILE = "BLESSED"
+NOT_BLESSED_FILE = "NOT_BLESSED"
+REPORT_FILE = "report.json"
+DEFAULT_NUM_EXAMPLES = 4
+
+
+def write_blessing(blessing: types.Artifact, blessed: bool, report_json: str) -> None:
+    """Writes BLESSED or NOT_BLESSED, report.json and the `blessed` property into `blessing`."""
+    directory = Path(blessing.uri)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / (BLESSED_FILE if blessed else NOT_BLESSED_FILE)).write_text("")
+    (directory / REPORT_FILE).write_text(report_json)
+    blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if blessed else 0)
+
+
+class Executor(base_executor.BaseExecutor):
+    """Validates the model's serving interface; a refused model is a successful run, blessed=0."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Validates `model` (against `baseline_model`, on `examples`) and writes `blessing`.
+
+        Raises:
+            SavedModelError: the model or the baseline has no readable SavedModel.
+        """
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        baselines = input_dict.get(BASELINE_MODEL_KEY) or []
+        # A resolver may hand back the candidate itself as "latest blessed"; that is no baseline.
+        baseline = next((b for b in baselines if b.uri != model.uri), None)
+        examples = None
+        if input_dict.get(EXAMPLES_KEY):
+            artifact = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+            examples = read_examples(
+                artifact.uri,
+                exec_properties.get(SPLIT_KEY) or None,
+                limit=int(exec_properties.get(NUM_EXAMPLES_KEY) or DEFAULT_NUM_EXAMPLES),
+                split_names=artifact.split_names or None,
+            )
+        tags = json.loads(exec_properties.get(TAGS_KEY) or "null") or [SERVE_TAG]
+        report = validate_model(
+            model.uri,
+            baseline_uri=baseline.uri if baseline is not None else None,
+            examples=examples,
+            contract=ServingContract.from_value(exec_properties.get(CONTRACT_KEY) or None),
+            policy=BreakingChangePolicy.from_value(exec_properties.get(POLICY_KEY) or None),
+            tags=tags,
+        )
+        blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+        write_blessing(blessing, report.blessed, report.to_json())
+        for check in report.failures:
+            logger.warning("Refused: [%s] %s", check.signature or "model", check.message)
+        logger.info("Model %s %s", model.uri, "blessed" if report.blessed else "NOT blessed")

@@ -1,0 +1,98 @@
+"""Finds and reads the tf.Example records of an Examples artifact (`<uri>/Split-<name>/*`).
+
+ExampleGen writes each split as TFRecord files (gzip-compressed, `*.gz`) of serialized
+tf.Example. This module picks the split (the one asked for, else `eval`, else the first) and
+reads a bounded number of records, for the validator and the request builders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+SPLIT_PREFIX = "Split-"
+DEFAULT_SPLIT = "eval"
+
+
+class ExamplesError(ValueError):
+    """The Examples artifact has no such split, or the split holds no files."""
+
+
+def available_splits(examples_uri: str | os.PathLike, split_names: str | None = None) -> list[str]:
+    """Returns the split names of an Examples artifact, in their recorded order.
+
+    Args:
+        examples_uri: the artifact's URI.
+        split_names: the artifact's `split_names` property (a JSON list), if known; otherwise
+            the `Split-*` directories under the URI are listed.
+    """
+    if split_names:
+        return list(json.loads(split_names))
+    root = Path(examples_uri)
+    return sorted(p.name[len(SPLIT_PREFIX) :] for p in root.glob(f"{SPLIT_PREFIX}*") if p.is_dir())
+
+
+def choose_split(splits: Sequence[str], wanted: str | None = None) -> str:
+    """Returns `wanted` if given, else `eval` when present, else the first split.
+
+    Raises:
+        ExamplesError: `wanted` is not among `splits`, or there are no splits.
+    """
+    if not splits:
+        raise ExamplesError("the Examples artifact has no splits (no Split-<name> directories)")
+    if wanted:
+        if wanted not in splits:
+            raise ExamplesError(f"no split {wanted!r} in the Examples artifact; it has {splits}")
+        return wanted
+    return DEFAULT_SPLIT if DEFAULT_SPLIT in splits else splits[0]
+
+
+def split_files(examples_uri: str | os.PathLike, split: str) -> list[Path]:
+    """Returns the record files of one split, sorted.
+
+    Raises:
+        ExamplesError: the split directory is missing or empty.
+    """
+    directory = Path(examples_uri) / f"{SPLIT_PREFIX}{split}"
+    files = sorted(p for p in directory.glob("*") if p.is_file())
+    if not files:
+        raise ExamplesError(f"{directory} holds no example files; was ExampleGen run on it?")
+    return files
+
+
+def split_pattern(examples_uri: str | os.PathLike, split: str) -> str:
+    """Returns the glob pattern of one split's files (for Beam's ReadFromTFRecord)."""
+    return str(Path(examples_uri) / f"{SPLIT_PREFIX}{split}" / "*")
+
+
+def iter_records(files: Sequence[str | os.PathLike]) -> Iterator[bytes]:
+    """Yields the records of TFRecord files; `*.gz` files are read as gzip."""
+    import tensorflow as tf
+
+    for path in files:
+        compression = "GZIP" if str(path).endswith(".gz") else ""
+        for record in tf.data.TFRecordDataset([str(path)], compression_type=compression):
+            yield record.numpy()
+
+
+def read_examples(
+    examples_uri: str | os.PathLike,
+    split: str | None = None,
+    *,
+    limit: int | None = None,
+    split_names: str | None = None,
+) -> list[bytes]:
+    """Returns up to `limit` serialized tf.Examples from a split (default: eval, else the first).
+
+    Raises:
+        ExamplesError: the split is missing or empty.
+    """
+    chosen = choose_split(available_splits(examples_uri, split_names), split)
+    records = []
+    for record in iter_records(split_files(examples_uri, chosen)):
+        if limit is not None and len(records) >= limit:
+            break
+        records.append(record)
+    return records
