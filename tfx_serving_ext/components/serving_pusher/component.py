@@ -80,7 +80,8 @@ class ServingPusher(base_component.BaseComponent):
                 carries a warmed-up model (make_warmup), that model is pushed.
             push_destination: the destination's settings: for "serving_volume" a
                 VolumePushConfig, or a dict / JSON string of its fields.
-            destination: which destination to push to ("serving_volume").
+            destination: which destination to push to ("serving_volume", or "cloud_run"
+                with a tfx_serving_ext.cloud_run.CloudRunConfig / dict / JSON string).
 
         Raises:
             ValueError: no model input, unknown destination, or invalid settings.
@@ -93,7 +94,7 @@ class ServingPusher(base_component.BaseComponent):
             )
         if push_destination is None:
             raise ValueError("push_destination is required (e.g. {'base_directory': ...})")
-        if isinstance(push_destination, VolumePushConfig):
+        if hasattr(push_destination, "to_json"):  # VolumePushConfig or CloudRunConfig
             push_json = push_destination.to_json()
         elif isinstance(push_destination, str):
             push_json = push_destination
@@ -101,6 +102,10 @@ class ServingPusher(base_component.BaseComponent):
             push_json = json.dumps(push_destination, sort_keys=True)
         if destination == executor.SERVING_VOLUME:
             VolumePushConfig.from_json(push_json)  # fail at pipeline construction, not at run
+        elif destination == executor.CLOUD_RUN:
+            from tfx_serving_ext.cloud_run.config import CloudRunConfig
+
+            CloudRunConfig.from_json(push_json)
         spec = ServingPusherSpec(
             model=model,
             model_blessing=model_blessing,

@@ -31,6 +31,7 @@ PUSH_DESTINATION_KEY = standard_component_specs.PUSH_DESTINATION_KEY
 DESTINATION_KEY = "destination"
 
 SERVING_VOLUME = "serving_volume"
+CLOUD_RUN = "cloud_run"
 
 # Custom properties of the PushedModel (the first three as the stock Pusher writes them).
 PUSHED = "pushed"
@@ -81,8 +82,52 @@ def push_to_serving_volume(model_dir: Path, push_destination: str) -> PushOutcom
     )
 
 
+def push_to_cloud_run_destination(model_dir: Path, push_destination: str) -> PushOutcome:
+    """Returns the outcome of an image build + Cloud Run deploy per a CloudRunConfig JSON.
+
+    A registry or Cloud Run API error, or an operation that timed out, is recorded as
+    pushed=0 with the error (verification "timeout" or "error"); a finished Cloud Run
+    operation means the revision passed its startup probe (verification "available").
+    """
+    from tfx_serving_ext.cloud_run import (
+        CloudRunConfig,
+        CloudRunError,
+        DeployTimeout,
+        push_to_cloud_run,
+    )
+    from tfx_serving_ext.cloud_run.config import MODE_CLOUD_RUN
+
+    config = CloudRunConfig.from_json(push_destination)
+    try:
+        result = push_to_cloud_run(model_dir, config)
+    except CloudRunError as e:
+        return PushOutcome(
+            pushed=False,
+            destination=config.service or config.image_repository,
+            verification="timeout" if isinstance(e, DeployTimeout) else "error",
+            message=f"{type(e).__name__}: {e}",
+        )
+    deployed = config.mode == MODE_CLOUD_RUN
+    return PushOutcome(
+        pushed=True,
+        destination=result.tag_url or result.service_url or result.knative_manifest or result.image,
+        version=str(result.model_version),
+        verification="available" if deployed else "not_verified",
+        properties={
+            "image": result.image,
+            "image_digest": result.image_digest,
+            "revision_name": result.revision,
+            "service_url": result.service_url,
+            "tag_url": result.tag_url,
+            "knative_manifest": result.knative_manifest,
+            "traffic": json.dumps(result.traffic),
+        },
+    )
+
+
 DESTINATIONS: dict[str, Callable[[Path, str], PushOutcome]] = {
     SERVING_VOLUME: push_to_serving_volume,
+    CLOUD_RUN: push_to_cloud_run_destination,
 }
 
 
