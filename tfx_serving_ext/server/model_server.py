@@ -12,6 +12,7 @@ from tfx_serving_ext.server.grpc_service import start_grpc_server
 from tfx_serving_ext.server.manager import LoadPolicy
 from tfx_serving_ext.server.options import ServerOptions
 from tfx_serving_ext.server.rest_service import RestServer
+from tfx_serving_ext.server.status import ServingStatusError
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +75,16 @@ class ModelServer:
         """Returns self after binding both APIs and starting to load the models.
 
         Raises:
-            ModelConfigError: the model config file does not parse.
-            ServingStatusError: the config is invalid (e.g. a model listed twice).
+            ModelConfigError: the model config file does not parse or is invalid (e.g. a
+                model listed twice).
             OSError: a port cannot be bound.
         """
         options = self.options
         config = self._initial_config()
+        try:
+            config_lib.model_configs(config)
+        except ServingStatusError as exc:
+            raise config_lib.ModelConfigError(exc.message) from exc
         core = ServerCore(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
             enable_model_warmup=options.enable_model_warmup,

@@ -181,6 +181,23 @@ def _json_to_array(value, dtype: int | None) -> np.ndarray:
     return np.asarray(value, dtype=numpy_dtype(dtype))
 
 
+def _cast_input(array: np.ndarray, dtype: int | None) -> np.ndarray:
+    """Returns `array` in the signature's dtype when it converts; else as is (the server judges)."""
+    if array.dtype.kind == "U":
+        flat = [v.encode("utf-8") for v in array.ravel().tolist()]
+        strings = np.empty(len(flat), dtype=object)
+        strings[:] = flat
+        array = strings.reshape(array.shape)
+    if dtype and dtype != types_pb2.DT_STRING and array.dtype != object:
+        try:
+            return array.astype(numpy_dtype(dtype), copy=False)
+        except (ValueError, TypeError, OverflowError):
+            return array
+    if not dtype and array.dtype == np.float64:
+        return array.astype(np.float32)
+    return array
+
+
 def _feature_to_json(feature):
     kind = feature.WhichOneof("kind")
     if kind == "float_list":
@@ -593,19 +610,8 @@ class ServingClient:
             _set_spec(request.model_spec, model_name, signature_name, version, label)
             signature = self._cached_signature(model_name, signature_name, version, label)
             for name, value in inputs.items():
-                array = np.asarray(value)
-                if name in signature.inputs and signature.inputs[name].dtype:
-                    dtype = signature.inputs[name].dtype
-                    if dtype == types_pb2.DT_STRING:
-                        array = (
-                            _json_to_array(array.tolist(), dtype)
-                            if array.dtype.kind == "U"
-                            else array
-                        )
-                    else:
-                        array = array.astype(numpy_dtype(dtype), copy=False)
-                elif array.dtype == np.float64:
-                    array = array.astype(np.float32)
+                spec = signature.inputs.get(name)
+                array = _cast_input(np.asarray(value), spec.dtype if spec is not None else None)
                 ndarray_to_tensor_proto(array, request.inputs[name])
             if output_filter:
                 request.output_filter.extend(output_filter)
