@@ -87,7 +87,10 @@ def test_concurrent_publishers_in_separate_processes_get_distinct_complete_versi
         out, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0
         versions.append(int(out.strip()))
-    assert sorted(versions) == list(range(1, n + 1))
+    # Distinct numbers; a publisher overtaken by a later claim that finished first takes a fresh,
+    # higher number at rename time, so the numbers need not be 1..n.
+    assert len(set(versions)) == n
+    assert numeric_dirs(base) == sorted(str(v) for v in versions)
     for i, version in enumerate(versions):
         copy = base / str(version)
         assert (copy / "saved_model.pb").read_text() == f"model-{i}"

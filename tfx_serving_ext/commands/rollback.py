@@ -28,39 +28,38 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfx_serving_ext.serving import volume
+    from tfx_serving_ext.serving.errors import ServingError
+    from tfx_serving_ext.serving.push import rollback_volume
+    from tfx_serving_ext.serving.volume import VolumeError
 
+    client = None
+    if args.server:
+        from tfx_serving_ext.serving.client import ServingClient
+
+        client = ServingClient(args.server, protocol=protocol_of(args))
     try:
-        versions = volume.list_versions(args.base_dir)
-    except FileNotFoundError:
-        print(f"error: {args.base_dir} does not exist")
+        result = rollback_volume(
+            args.base_dir,
+            to_version=args.to,
+            model_name=args.model_name,
+            model_config_file=args.model_config_file,
+            client=client,
+            timeout=args.timeout,
+        )
+    except (VolumeError, FileNotFoundError) as exc:
+        print(f"error: {exc}")
         return 2
-    ordered = sorted(versions)
-    target = args.to if args.to is not None else (ordered[-2] if len(ordered) > 1 else None)
-    if target is None or target not in versions:
-        print(f"error: nothing to roll back to (versions present: {ordered}, --to {args.to})")
-        return 2
-    if args.model_config_file:
-        from tfx_serving_ext.serving.model_config import drop_labels_on_versions
-
-        # Before the directories go: TF Serving rejects a config labelling an unloaded version.
-        newer = {v for v in ordered if v > target}
-        dropped = drop_labels_on_versions(args.model_config_file, args.model_name, newer)
-        if dropped:
-            print(f"dropped labels {dropped} (they pointed at {sorted(newer)})")
-    result = volume.rollback_versions(args.base_dir, to_version=target)
+    except ServingError as exc:
+        print(f"FAILED: the server did not go back: {exc}")
+        return 1
+    finally:
+        if client is not None:
+            client.close()
+    if result.dropped_labels:
+        print(f"dropped labels {result.dropped_labels} (they pointed at removed versions)")
     for version, path in sorted(result.archived_to.items()):
         print(f"moved version {version} to {path}")
     print(f"version {result.current_version} is now the newest on {args.base_dir}")
-    if not args.server:
-        return 0
-    from tfx_serving_ext.serving.client import ServingClient, ServingError
-
-    client = ServingClient(args.server, protocol=protocol_of(args))
-    try:
-        client.wait_until_available(args.model_name, version=target, timeout=args.timeout)
-    except ServingError as exc:
-        print(f"FAILED: the server did not report version {target} AVAILABLE: {exc}")
-        return 1
-    print(f"the server reports version {target} AVAILABLE")
+    if result.verified:
+        print(f"the server serves version {result.current_version}")
     return 0

@@ -38,17 +38,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     states: dict[int, str] = {}
     if args.server:
-        from tfx_serving_ext.serving.client import ServerUnreachable, ServingClient
+        from tfx_serving_ext.serving.client import ServingClient, ServingError
 
-        client = ServingClient(args.server, protocol=protocol_of(args))
         try:
-            for status in client.model_status(args.model_name):
-                state = str(getattr(status.state, "name", status.state)).rsplit(".", 1)[-1]
-                states[int(status.version)] = state
-        except ServerUnreachable as exc:
-            print(f"warning: server unreachable: {exc}")
-        except Exception as exc:  # the model is unknown to the server
-            print(f"warning: server has no status for {args.model_name!r}: {exc}")
+            with ServingClient(args.server, protocol=protocol_of(args)) as client:
+                states = {s.version: s.state for s in client.model_status(args.model_name)}
+        except ServingError as exc:
+            print(f"warning: no status for {args.model_name!r} from {args.server}: {exc}")
     labels: dict[int, list[str]] = {}
     if args.model_config_file:
         from tfx_serving_ext.serving.model_config import read_version_labels

@@ -161,15 +161,16 @@ def push_to_volume(
     if client is None and config.server_address:
         from tfx_serving_ext.serving.client import ServingClient
 
-        client = ServingClient(config.server_address, protocol=config.server_protocol)
+        with ServingClient(config.server_address, protocol=config.server_protocol) as own:
+            return push_to_volume(model_dir, config, progress=progress, client=own)
     served_before: set[int] = set()
     if client is not None:
-        from tfx_serving_ext.serving.client import ServerUnreachable
+        from tfx_serving_ext.serving.errors import ServingError
 
         try:
             served_before = _served_versions(client, config.model_name)
-        except ServerUnreachable as exc:
-            message = f"server {config.server_address} unreachable, nothing published: {exc}"
+        except ServingError as exc:
+            message = f"server {config.server_address} not usable, nothing published: {exc}"
             logger.error("Push failed: %s", message)
             return VolumePushResult(pushed=False, verification=UNREACHABLE, message=message)
 
@@ -198,31 +199,61 @@ def push_to_volume(
             model_config.read_version_labels(config.model_config_file, config.model_name).values()
         )
     protected = labelled | {published.version}
-    if client is not None:
-        protected |= _served_versions(client, config.model_name)
+    if client is not None and config.keep_versions:
+        from tfx_serving_ext.serving.errors import ServingError
+
+        try:
+            protected |= _served_versions(client, config.model_name)
+        except ServingError as exc:
+            logger.warning("Retention skipped: cannot tell which versions are served (%s)", exc)
+            return result
     result.removed_versions = volume.apply_retention(
         config.base_directory, config.keep_versions, protected
     )
     return result
 
 
-def _state_name(state: Any) -> str:
-    return str(getattr(state, "name", state)).rsplit(".", 1)[-1]
-
-
 def _served_versions(client: Any, model_name: str) -> set[int]:
-    from tfx_serving_ext.serving.client import ServerUnreachable
+    """Returns the versions the server reports AVAILABLE (none if it does not know the model)."""
+    from tfx_serving_ext.serving.errors import ServingError
 
     try:
         statuses = client.model_status(model_name)
-    except ServerUnreachable:
-        raise
-    except Exception as exc:  # the model is unknown to the server yet: nothing is served
-        logger.info(
-            "Server reports no status for %s (%s): treating as nothing served", model_name, exc
-        )
+    except ServingError as exc:
+        if exc.code != "NOT_FOUND":
+            raise
         return set()
-    return {int(s.version) for s in statuses if _state_name(s.state) == "AVAILABLE"}
+    return {s.version for s in statuses if s.state == "AVAILABLE"}
+
+
+def wait_until_served(client: Any, model_name: str, version: int, timeout: float) -> None:
+    """Returns once `version` is the newest AVAILABLE version of the model on the server.
+
+    Unlike ServingClient.wait_until_available this tolerates END: after a rollback the target
+    version is usually in END (unloaded when the newer one arrived) until the server reloads it.
+
+    Raises:
+        ServingTimeout: it did not happen within `timeout` seconds.
+    """
+    import time
+
+    from tfx_serving_ext.serving.errors import ServerUnreachable, ServingTimeout
+
+    deadline = time.monotonic() + timeout
+    seen: set[int] = set()
+    while True:
+        try:
+            seen = _served_versions(client, model_name)
+        except ServerUnreachable:
+            seen = set()
+        if seen and max(seen) == version:
+            return
+        if time.monotonic() >= deadline:
+            raise ServingTimeout(
+                f"version {version} of {model_name} is not the newest AVAILABLE version after "
+                f"{timeout:g}s (AVAILABLE: {sorted(seen)})"
+            )
+        time.sleep(0.1)
 
 
 def _verify(
@@ -231,7 +262,7 @@ def _verify(
     published: volume.PublishedVersion,
     result: VolumePushResult,
 ) -> None:
-    from tfx_serving_ext.serving.client import ServerUnreachable, ServingTimeout, VersionLoadFailed
+    from tfx_serving_ext.serving.errors import ServerUnreachable, ServingTimeout, VersionLoadFailed
 
     try:
         client.wait_until_available(
@@ -297,3 +328,57 @@ def _set_labels(
     if not targets:
         return {}
     return model_config.set_version_labels(config.model_config_file, config.model_name, targets)
+
+
+@dataclass
+class VolumeRollbackResult:
+    """The outcome of `rollback_volume`."""
+
+    current_version: int
+    removed_versions: list[int]
+    archived_to: dict[int, Path]
+    dropped_labels: list[str] = field(default_factory=list)
+    verified: bool = False
+
+
+def rollback_volume(
+    base_directory: str | os.PathLike,
+    *,
+    to_version: int | None = None,
+    model_name: str = "model",
+    model_config_file: str | os.PathLike | None = None,
+    client: Any = None,
+    timeout: float = 300.0,
+) -> VolumeRollbackResult:
+    """Returns what was rolled back: versions above `to_version` moved to the archive.
+
+    Labels pointing at those versions are dropped from the model config file first (TF Serving
+    rejects a config that labels an unloaded version); with a client, waits until the server
+    serves `to_version` as its newest AVAILABLE version.
+
+    Raises:
+        volume.NoSuchVersion: nothing to roll back to, or `to_version` is not on the volume.
+        ServingTimeout: the server did not go back to `to_version` within `timeout`.
+    """
+    versions = sorted(volume.list_versions(base_directory))
+    if to_version is None:
+        to_version = versions[-2] if len(versions) > 1 else None
+    if to_version is None or to_version not in versions:
+        raise volume.NoSuchVersion(
+            f"cannot roll {base_directory} back to {to_version}: versions present {versions}"
+        )
+    dropped: list[str] = []
+    if model_config_file:
+        newer = {v for v in versions if v > to_version}
+        dropped = model_config.drop_labels_on_versions(model_config_file, model_name, newer)
+    rolled = volume.rollback_versions(base_directory, to_version=to_version)
+    result = VolumeRollbackResult(
+        current_version=rolled.current_version,
+        removed_versions=rolled.removed_versions,
+        archived_to=rolled.archived_to,
+        dropped_labels=dropped,
+    )
+    if client is not None:
+        wait_until_served(client, model_name, to_version, timeout)
+        result.verified = True
+    return result

@@ -1,0 +1,196 @@
+"""Pushing to a volume that the embedded model server polls, under a continuous request stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.pusher.conftest import model_artifact
+from tfx_serving_ext.serving import volume
+from tfx_serving_ext.serving.push import VolumePushConfig, push_to_volume
+
+MODEL = "m"
+
+
+class RequestStream(threading.Thread):
+    """Sends Predict(x=2) over gRPC back to back; records (version, y) and every failure."""
+
+    def __init__(self, address: str):
+        super().__init__(daemon=True)
+        self.address = address
+        self.answers: list[tuple[int, float]] = []
+        self.errors: list[str] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        from tfx_serving_ext.serving.client import ServingClient
+
+        with ServingClient(self.address) as client:
+            while not self._halt.is_set():
+                try:
+                    result = client.predict(MODEL, {"x": [2.0]})
+                    self.answers.append((result.version, float(result.outputs["y"][0])))
+                except Exception as exc:  # every failure is what the test looks for
+                    self.errors.append(repr(exc))
+                time.sleep(0.005)
+
+    def wait_for(self, condition, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition(self.answers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert condition(self.answers), f"stream never saw it; last answers {self.answers[-3:]}"
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path, half_plus_two_dir):
+    """Version 1 (y = 0.5x + 2) on a volume, an embedded server polling it, a request stream."""
+    from tfx_serving_ext.server import ModelServer, ServerOptions
+    from tfx_serving_ext.serving.client import ServingClient
+
+    base = tmp_path / "serving"
+    volume.publish_version(half_plus_two_dir, base)
+    config_file = tmp_path / "models.config"
+    config_file.write_text(
+        f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" '
+        'model_platform: "tensorflow" '
+        "model_version_policy { latest { num_versions: 2 } } } }"
+    )
+    server = ModelServer(
+        ServerOptions(
+            model_config_file=str(config_file),
+            model_config_file_poll_wait_seconds=0.2,
+            port=0,
+            rest_api_port=0,
+            file_system_poll_wait_seconds=0.1,
+            max_num_load_retries=1,
+            load_retry_interval_seconds=0.2,
+        )
+    )
+    server.start()
+    stream = None
+    try:
+        with ServingClient(server.grpc_address) as client:
+            client.wait_until_available(MODEL, version=1, timeout=60)
+            stream = RequestStream(server.grpc_address)
+            stream.start()
+            stream.wait_for(lambda answers: len(answers) >= 5)
+            yield SimpleNamespace(
+                server=server, base=base, client=client, stream=stream, config_file=config_file
+            )
+    finally:
+        if stream is not None:
+            stream.stop()
+        server.stop()
+
+
+def numeric_dirs(base: Path) -> list[str]:
+    return sorted(p.name for p in base.iterdir() if p.name.isdigit())
+
+
+def test_pusher_hot_swaps_under_traffic_with_no_failed_request(
+    served, tmp_path, half_plus_three_dir
+):
+    from tfx.types import standard_artifacts
+
+    from tfx_serving_ext.components.serving_pusher import executor
+
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    blessing.set_int_custom_property("blessed", 1)
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    destination = {
+        "base_directory": str(served.base),
+        "model_name": MODEL,
+        "server_address": served.server.rest_url,  # verify over REST; the stream uses gRPC
+        "server_protocol": "rest",
+        "verify_timeout_seconds": 60,
+    }
+    executor.Executor().Do(
+        {
+            "model": [model_artifact(tmp_path / "model", half_plus_three_dir)],
+            "model_blessing": [blessing],
+        },
+        {"pushed_model": [pushed]},
+        {"destination": "serving_volume", "push_destination": json.dumps(destination)},
+    )
+    assert pushed.get_int_custom_property("pushed") == 1
+    assert pushed.get_string_custom_property("pushed_version") == "2"
+    assert pushed.get_string_custom_property("verification") == "available"
+    served.stream.wait_for(lambda answers: answers[-1][0] == 2)
+    served.stream.stop()
+    assert served.stream.errors == []
+    assert set(served.stream.answers) == {(1, 3.0), (2, 4.0)}
+    assert served.stream.answers[0] == (1, 3.0) and served.stream.answers[-1] == (2, 4.0)
+
+
+def test_unloadable_model_fails_the_push_and_is_rolled_back(served, unloadable_model_dir):
+    config = VolumePushConfig(
+        base_directory=str(served.base),
+        model_name=MODEL,
+        server_address=served.server.grpc_address,
+        verify_timeout_seconds=60,
+    )
+    result = push_to_volume(unloadable_model_dir, config)
+    assert not result.pushed
+    assert result.verification == "load_failed"
+    assert result.rolled_back
+    assert "version 2 failed to load" in result.message
+    assert numeric_dirs(served.base) == ["1"]
+    time.sleep(0.5)  # a few more polls and requests after the rollback
+    served.stream.stop()
+    assert served.stream.errors == []
+    assert set(served.stream.answers) == {(1, 3.0)}
+    # The failed number is burnt: the next push gets 3.
+    assert volume.next_version(served.base) == 3
+
+
+def test_cli_rollback_returns_the_server_to_the_previous_version(served, half_plus_three_dir):
+    from tfx_serving_ext.cli import main
+
+    address = served.server.grpc_address
+    assert main(["push", str(half_plus_three_dir), str(served.base), "--server", address,
+                 "--model-name", MODEL]) == 0  # fmt: skip
+    served.stream.wait_for(lambda answers: answers[-1] == (2, 4.0))
+    assert main(["rollback", str(served.base), "--server", address, "--model-name", MODEL]) == 0
+    served.stream.wait_for(lambda answers: answers[-1] == (1, 3.0))
+    served.stream.stop()
+    assert served.stream.errors == []
+    assert numeric_dirs(served.base) == ["1"]
+    assert served.client.predict(MODEL, {"x": [2.0]}).version == 1
+
+
+def test_labels_are_set_once_available_and_the_server_routes_them(served, half_plus_three_dir):
+    config = VolumePushConfig(
+        base_directory=str(served.base),
+        model_name=MODEL,
+        model_config_file=str(served.config_file),
+        version_labels={"canary": "new", "stable": "previous"},
+        server_address=served.server.grpc_address,
+        verify_timeout_seconds=60,
+    )
+    result = push_to_volume(half_plus_three_dir, config)
+    assert result.pushed and result.labels == {"canary": 2, "stable": 1}
+    deadline = time.monotonic() + 20
+    while True:  # the server re-reads the config file every 0.2 s
+        try:
+            canary = served.client.predict(MODEL, {"x": [2.0]}, label="canary")
+            stable = served.client.predict(MODEL, {"x": [2.0]}, label="stable")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert (canary.version, float(canary.outputs["y"][0])) == (2, 4.0)
+    assert (stable.version, float(stable.outputs["y"][0])) == (1, 3.0)
+    served.stream.stop()
+    assert served.stream.errors == []
