@@ -17,6 +17,17 @@ from tfx_serving_ext.serving.examples import iter_records
 logger = logging.getLogger(__name__)
 
 SAMPLE_FILE = "sampled_examples.tfrecord"
+# The DirectRunner's in-process batch engine. Beam's plain "DirectRunner" first tries Prism,
+# which downloads a binary from the internet on first use; this engine needs nothing.
+LOCAL_RUNNER = "FnApiRunner"
+
+
+def with_local_runner(beam_pipeline_args: list[str] | None) -> list[str]:
+    """Returns the args, with `--runner=FnApiRunner` added when they name no runner."""
+    args = list(beam_pipeline_args or [])
+    if not any(arg == "--runner" or arg.startswith("--runner=") for arg in args):
+        args.append(f"--runner={LOCAL_RUNNER}")
+    return args
 
 
 def add_sampling(pipeline, file_pattern: str, num_examples: int, output_file: str) -> None:
@@ -67,7 +78,7 @@ def sample_examples(
         work_dir: directory for the sample file (shared storage on a distributed runner).
         pipeline: a fresh `beam.Pipeline` to run the steps in (e.g. the executor's, which
             honours `beam_pipeline_args`); if None, one is made from `beam_pipeline_args`
-            (default: DirectRunner).
+            (default: the DirectRunner's in-process engine, FnApiRunner).
         beam_pipeline_args: options for the pipeline made when `pipeline` is None.
     """
     import apache_beam as beam
@@ -77,7 +88,7 @@ def sample_examples(
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     output_file = str(Path(work_dir) / SAMPLE_FILE)
     if pipeline is None:
-        pipeline = beam.Pipeline(argv=beam_pipeline_args or [])
+        pipeline = beam.Pipeline(argv=with_local_runner(beam_pipeline_args))
     with pipeline as p:
         add_sampling(p, file_pattern, num_examples, output_file)
     sample = list(iter_records([output_file]))

@@ -13,7 +13,7 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
-from tfx_serving_ext.serving.example_sampling import sample_examples
+from tfx_serving_ext.serving.example_sampling import sample_examples, with_local_runner
 from tfx_serving_ext.serving.examples import available_splits, choose_split, split_pattern
 from tfx_serving_ext.serving.saved_model import SERVE_TAG
 from tfx_serving_ext.serving.warmup import build_warmup_model
@@ -63,6 +63,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         )
         num_examples = int(exec_properties.get(NUM_EXAMPLES_KEY) or DEFAULT_NUM_EXAMPLES)
         iterations = int(exec_properties.get(ITERATIONS_KEY) or 1)
+        self._beam_pipeline_args = with_local_runner(self._beam_pipeline_args)
         work_dir = Path(tempfile.mkdtemp(prefix="warmup-sample-", dir=self._work_root()))
         try:
             sample = sample_examples(
