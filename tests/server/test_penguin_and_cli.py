@@ -1,0 +1,118 @@
+"""The pipeline's penguin model (Keras export) served over gRPC and REST, and the serve command."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.server.conftest import publish
+from tfx_serving_ext.server import ModelServer, ServerOptions
+from tfx_serving_ext.serving.client import ServingClient
+
+FEATURES = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
+
+
+@pytest.fixture(scope="module")
+def penguin_server(tmp_path_factory, penguin_model_dir):
+    base = tmp_path_factory.mktemp("penguin_base")
+    publish(penguin_model_dir, base, 1)
+    server = ModelServer(ServerOptions(model_name="penguin", model_base_path=str(base)))
+    server.start()
+    try:
+        with ServingClient(server.grpc_address) as client:
+            client.wait_until_available("penguin", timeout=60)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_penguin_predictions_match_in_process(penguin_server, penguin_model_dir, penguin_examples):
+    import tensorflow as tf
+
+    examples = penguin_examples[:8]
+    serialized = np.array([e.SerializeToString() for e in examples], dtype=object)
+    loaded = tf.saved_model.load(str(penguin_model_dir))
+    expected = {
+        k: v.numpy()
+        for k, v in loaded.signatures["serving_default"](examples=tf.constant(serialized)).items()
+    }
+    (output,) = expected
+    for address, protocol in [
+        (penguin_server.grpc_address, "grpc"),
+        (penguin_server.rest_url, "rest"),
+    ]:
+        with ServingClient(address, protocol=protocol) as client:
+            result = client.predict("penguin", {"examples": serialized})
+            np.testing.assert_allclose(result.outputs[output], expected[output], rtol=1e-6)
+            columns = {
+                key: [e.features.feature[key].float_list.value[0] for e in examples]
+                for key in FEATURES
+            }
+            by_features = client.predict("penguin", columns, signature_name="predict_features")
+            np.testing.assert_allclose(by_features.outputs[output], expected[output], rtol=1e-5)
+            signatures = client.signature_defs("penguin")
+            assert (
+                signatures["serving_default"].inputs["examples"].dtype == tf.string.as_datatype_enum
+            )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_command_listens_and_stops_on_sigterm(tmp_path, half_plus_two_dir):
+    base = tmp_path / "base"
+    publish(half_plus_two_dir, base, 123, name="00000123")
+    rest_port = _free_port()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tfx_serving_ext.cli",
+            "serve",
+            "--port=0",
+            f"--rest_api_port={rest_port}",
+            "--model_name=hpt",
+            f"--model_base_path={base}",
+            "--file_system_poll_wait_seconds=0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+    )
+    try:
+        grpc_address = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and grpc_address is None:
+            line = process.stdout.readline()
+            if not line:
+                break
+            match = re.search(r"Running gRPC ModelServer at (\S+:\d+)", line)
+            grpc_address = match.group(1) if match else None
+        assert grpc_address, "the serve command never said it was listening"
+        with ServingClient(grpc_address) as client:
+            assert client.wait_until_available("hpt", timeout=60) == 123
+            assert client.predict("hpt", {"x": [2.0]}).outputs["y"].tolist() == [3.0]
+        with ServingClient(f"http://127.0.0.1:{rest_port}", protocol="rest") as client:
+            assert client.predict("hpt", {"x": [4.0]}).outputs["y"].tolist() == [4.0]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert "Server stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
