@@ -186,7 +186,8 @@ class RegistryClient:
         self.timeout = timeout
         self._credentials = credentials
         self._credentials_resolved = credentials is not None
-        self._authorization: dict[str, str] = {}  # challenge scope -> Authorization header
+        # The last Authorization header that worked; a 401 with a new scope replaces it.
+        self._authorization: str | None = None
         self._session = requests.Session()
 
     # --- transport -------------------------------------------------------------------------
@@ -241,8 +242,7 @@ class RegistryClient:
     ) -> requests.Response:
         url = urljoin(self.base_url, url)
         headers = dict(headers or {})
-        scope_key = "default"
-        auth_header = self._authorization.get(scope_key)
+        auth_header = self._authorization
         for attempt in range(2):
             if auth_header:
                 headers["Authorization"] = auth_header
@@ -259,7 +259,7 @@ class RegistryClient:
             )
             if response.status_code == 401 and attempt == 0:
                 auth_header = self._authorize(response)
-                self._authorization[scope_key] = auth_header
+                self._authorization = auth_header
                 continue
             break
         if response.status_code not in ok:
