@@ -1,0 +1,203 @@
+"""The canary's judgement: thresholds, one check per threshold, a verdict and its reasons.
+
+Every threshold is optional (None switches it off). The defaults refuse a candidate that fails
+any request, whose median or p99 latency is more than 1.5x / 2x the baseline's (and more than
+2 ms above it: below that a ratio is scheduling noise), or whose top class differs from the
+baseline's on more than 5 % of examples. Absolute latencies and the mean absolute difference
+have no default, because no value fits every model; set them for yours.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+class ThresholdsError(ValueError):
+    """Thresholds that cannot be understood (unknown name, wrong type, out of range)."""
+
+
+@dataclass(frozen=True)
+class CanaryThresholds:
+    """Limits a candidate must stay within; None turns a check off."""
+
+    max_error_rate: float | None = 0.0
+    max_p50_latency_ms: float | None = None
+    max_p99_latency_ms: float | None = None
+    max_p50_ratio: float | None = 1.5
+    max_p99_ratio: float | None = 2.0
+    # A ratio check fails only when the candidate's percentile also exceeds the baseline's by
+    # more than this many ms: on millisecond models a 1.5x ratio is scheduling noise.
+    ratio_slack_ms: float = 2.0
+    min_top_class_agreement: float | None = 0.95
+    max_mean_abs_diff: float | None = None
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is not None and (not isinstance(value, int | float) or value < 0):
+                raise ThresholdsError(f"{item.name} must be a non-negative number, got {value!r}")
+        for name in ("max_error_rate", "min_top_class_agreement"):
+            value = getattr(self, name)
+            if value is not None and value > 1:
+                raise ThresholdsError(f"{name} is a share between 0 and 1, got {value}")
+
+    @classmethod
+    def from_value(cls, value: CanaryThresholds | Mapping[str, Any] | str | None):
+        """Returns thresholds from themselves, a dict, JSON, or None (the defaults).
+
+        Raises:
+            ThresholdsError: unknown keys or invalid values.
+        """
+        if value is None or value == "":
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            value = json.loads(value)
+        known = {f.name for f in fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise ThresholdsError(f"unknown thresholds {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**value)
+
+    def to_json(self) -> str:
+        """Returns the thresholds as JSON (None for a check that is off)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class Check:
+    """One threshold applied to one measurement."""
+
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the check as a JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class Verdict:
+    """Blessed or not, every check, and the reasons a person reads first."""
+
+    blessed: bool
+    checks: list[Check] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the verdict as a JSON-ready dict."""
+        return {
+            "blessed": self.blessed,
+            "reasons": self.reasons,
+            "notes": self.notes,
+            "checks": [c.to_json() for c in self.checks],
+        }
+
+
+def refuse(reason: str, *, notes: Sequence[str] = ()) -> Verdict:
+    """Returns a not-blessed verdict for a candidate that could not be measured at all."""
+    return Verdict(blessed=False, reasons=[reason], notes=list(notes))
+
+
+def judge(
+    thresholds: CanaryThresholds,
+    *,
+    candidate_latency: Mapping[str, Any] | None,
+    baseline_latency: Mapping[str, Any] | None,
+    candidate_error_rate: float | None,
+    agreements: Sequence[Any] = (),
+    notes: Sequence[str] = (),
+) -> Verdict:
+    """Returns the verdict of applying `thresholds` to the measurements.
+
+    Args:
+        thresholds: the limits.
+        candidate_latency: `latency_summary` of the candidate (None: no traffic was sent).
+        baseline_latency: `latency_summary` of the baseline (None: no baseline traffic).
+        candidate_error_rate: failed share of the candidate's requests (None: no traffic).
+        agreements: `OutputAgreement`s of the compared outputs.
+        notes: what a reader should know (load-only run, skipped comparisons).
+    """
+    checks: list[Check] = []
+    t = thresholds
+    if candidate_error_rate is not None and t.max_error_rate is not None:
+        checks.append(
+            Check(
+                "error_rate",
+                candidate_error_rate <= t.max_error_rate,
+                candidate_error_rate,
+                t.max_error_rate,
+                f"candidate error rate {candidate_error_rate:.2%} (limit {t.max_error_rate:.2%})",
+            )
+        )
+    for percentile in ("p50", "p99"):
+        checks.extend(_latency_checks(t, percentile, candidate_latency, baseline_latency))
+    for agreement in agreements:
+        where = f"{agreement.signature}/{agreement.output}"
+        share = agreement.top_class_agreement
+        if share is not None and t.min_top_class_agreement is not None:
+            checks.append(
+                Check(
+                    f"top_class_agreement[{where}]",
+                    share >= t.min_top_class_agreement,
+                    share,
+                    t.min_top_class_agreement,
+                    f"{where}: top class identical to the baseline on {share:.1%} of examples "
+                    f"(minimum {t.min_top_class_agreement:.1%})",
+                )
+            )
+        diff = agreement.mean_abs_diff
+        if diff is not None and t.max_mean_abs_diff is not None:
+            checks.append(
+                Check(
+                    f"mean_abs_diff[{where}]",
+                    diff <= t.max_mean_abs_diff,
+                    diff,
+                    t.max_mean_abs_diff,
+                    f"{where}: mean absolute difference from the baseline {diff:.6g} "
+                    f"(limit {t.max_mean_abs_diff:.6g})",
+                )
+            )
+    reasons = [c.message for c in checks if not c.passed]
+    return Verdict(blessed=not reasons, checks=checks, reasons=reasons, notes=list(notes))
+
+
+def _latency_checks(t: CanaryThresholds, percentile: str, candidate, baseline) -> list[Check]:
+    checks = []
+    mine = (candidate or {}).get(percentile)
+    theirs = (baseline or {}).get(percentile)
+    limit = getattr(t, f"max_{percentile}_latency_ms")
+    if mine is not None and limit is not None:
+        checks.append(
+            Check(
+                f"{percentile}_latency_ms",
+                mine <= limit,
+                mine,
+                limit,
+                f"candidate {percentile} latency {mine:.2f} ms (limit {limit:.2f} ms)",
+            )
+        )
+    max_ratio = getattr(t, f"max_{percentile}_ratio")
+    if mine is not None and theirs and max_ratio is not None:
+        ratio = mine / theirs
+        within_slack = mine - theirs <= t.ratio_slack_ms
+        checks.append(
+            Check(
+                f"{percentile}_ratio",
+                ratio <= max_ratio or within_slack,
+                ratio,
+                max_ratio,
+                f"candidate {percentile} latency {mine:.2f} ms is {ratio:.2f}x the baseline's "
+                f"{theirs:.2f} ms (limit {max_ratio:.2f}x"
+                + (f"; within the {t.ratio_slack_ms} ms slack)" if within_slack else ")"),
+            )
+        )
+    return checks
