@@ -36,16 +36,3 @@ def toy_examples() -> list[bytes]:
     from tfx_serving_ext.testing.toy_models import make_examples
 
     return make_examples([1.0, 2.0, 3.0, 4.0])
-
-
-def write_examples_artifact(root: Path, records: list[bytes], split: str = "eval") -> Path:
-    """Writes `records` as ExampleGen does (gzip TFRecord under Split-<split>/); returns root."""
-    import tensorflow as tf
-
-    directory = root / f"Split-{split}"
-    directory.mkdir(parents=True, exist_ok=True)
-    options = tf.io.TFRecordOptions(compression_type="GZIP")
-    with tf.io.TFRecordWriter(str(directory / "data_tfrecord-00000-of-00001.gz"), options) as w:
-        for record in records:
-            w.write(record)
-    return root
