@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -73,7 +74,7 @@ def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     if any(d < 0 for d in shape):
         raise invalid_argument(f"tensor shape {list(shape)} has a negative dimension")
-    size = int(np.prod(shape, dtype=np.int64))
+    size = math.prod(shape)
     dtype = numpy_dtype(proto.dtype)
     if proto.dtype == types_pb2.DT_STRING:
         values = list(proto.string_val)

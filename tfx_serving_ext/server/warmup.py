@@ -33,7 +33,8 @@ def read_warmup_logs(path: Path) -> list[prediction_log_pb2.PredictionLog]:
 
     logs = []
     try:
-        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+        for tensor in tf.data.TFRecordDataset(str(path)):
+            record = tensor.numpy()
             if len(logs) >= MAX_WARMUP_RECORDS:
                 raise invalid_argument(
                     f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}"
