@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -192,5 +198,59 @@ def test_labels_are_set_once_available_and_the_server_routes_them(served, half_p
             time.sleep(0.1)
     assert (canary.version, float(canary.outputs["y"][0])) == (2, 4.0)
     assert (stable.version, float(stable.outputs["y"][0])) == (1, 3.0)
+    served.stream.stop()
+    assert served.stream.errors == []
+
+
+def test_push_killed_mid_copy_leaves_server_on_old_version_and_next_push_cleans_up(
+    served, tmp_path, half_plus_three_dir
+):
+    big = tmp_path / "big_model"
+    shutil.copytree(half_plus_three_dir, big)
+    (big / "assets" / "big.bin").write_bytes(b"\0" * (32 * 1024 * 1024))
+    # The child slows its copy through the progress hook and says when it is half way.
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from tfx_serving_ext.serving import volume
+        def slow(done, total):
+            if done >= total // 2:
+                print("halfway", flush=True)
+            time.sleep(0.2)
+        volume.publish_version(sys.argv[1], sys.argv[2], progress=slow)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(big), str(served.base)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert proc.stdout.readline().strip() == "halfway"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    staging = [p for p in served.base.iterdir() if p.name.startswith(".staging-")]
+    assert len(staging) == 1  # the partial copy, under a name TF Serving ignores
+    assert numeric_dirs(served.base) == ["1"]
+    time.sleep(0.5)  # several server polls with the partial copy present
+    assert {version for version, _ in served.stream.answers} == {1}
+
+    config = VolumePushConfig(
+        base_directory=str(served.base),
+        model_name=MODEL,
+        server_address=served.server.grpc_address,
+        verify_timeout_seconds=60,
+    )
+    result = push_to_volume(half_plus_three_dir, config)
+    assert result.pushed and result.version == 3  # 2 was claimed by the killed push: burnt
+    assert numeric_dirs(served.base) == ["1", "3"]
+    assert not [p for p in served.base.iterdir() if p.name.startswith(".staging-")]
+    served.stream.wait_for(lambda answers: answers[-1] == (3, 4.0))
     served.stream.stop()
     assert served.stream.errors == []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -96,47 +95,6 @@ def test_concurrent_publishers_in_separate_processes_get_distinct_complete_versi
         assert (copy / "saved_model.pb").read_text() == f"model-{i}"
         data = copy / "variables" / "variables.data-00000-of-00001"
         assert data.stat().st_size == 256 * 1024
-    assert not [p for p in base.iterdir() if p.name.startswith(".staging-")]
-
-
-def test_publisher_killed_mid_copy_leaves_no_numeric_dir_and_next_push_cleans_up(tmp_path):
-    base = tmp_path / "serving"
-    old = make_tree(tmp_path / "old", "old")
-    volume.publish_version(old, base)
-    big = make_tree(tmp_path / "big", "big", big_bytes=64 * 1024 * 1024)
-    # The child slows its copy through the progress hook and says when it is half way.
-    script = textwrap.dedent(
-        """
-        import sys, time
-        from tfx_serving_ext.serving import volume
-        def slow(done, total):
-            if done >= total // 2:
-                print("halfway", flush=True)
-            time.sleep(0.2)
-        volume.publish_version(sys.argv[1], sys.argv[2], progress=slow)
-        """
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(big), str(base)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).parents[2],
-    )
-    try:
-        assert proc.stdout.readline().strip() == "halfway"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    staging = [p for p in base.iterdir() if p.name.startswith(".staging-")]
-    assert len(staging) == 1  # the partial copy is there, under a name TF Serving ignores
-    assert numeric_dirs(base) == ["1"]
-
-    published = volume.publish_version(make_tree(tmp_path / "new", "new"), base)
-    assert published.version == 3  # 2 was claimed by the killed publisher: never reused
-    assert numeric_dirs(base) == ["1", "3"]
     assert not [p for p in base.iterdir() if p.name.startswith(".staging-")]
 
 
