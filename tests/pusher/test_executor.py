@@ -107,3 +107,28 @@ def test_component_validates_destination_at_construction():
         ServingPusher(model=model, push_destination={}, destination="ftp")
     with pytest.raises(ValueError, match="model name"):
         ServingPusher(model=model, push_destination={"base_directory": "/x", "model_name": "../x"})
+
+
+def test_component_compiles_for_kfp_v2(tmp_path):
+    from tfx.dsl.components.common import importer
+    from tfx.orchestration import pipeline
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner as kv2
+
+    model = importer.Importer(
+        source_uri="gs://bucket/model", artifact_type=standard_artifacts.Model
+    ).with_id("model")
+    pusher = ServingPusher(
+        model=model.outputs["result"],
+        push_destination={"base_directory": "/serving/m", "model_name": "m", "keep_versions": 3},
+    )
+    kv2.KubeflowV2DagRunner(
+        config=kv2.KubeflowV2DagRunnerConfig(default_image="tfx-serving-ext:test"),
+        output_dir=str(tmp_path),
+        output_filename="pipeline.json",
+    ).run(pipeline.Pipeline(pipeline_name="p", pipeline_root="gs://bucket/root",
+                            components=[model, pusher]))  # fmt: skip
+    spec = json.loads((tmp_path / "pipeline.json").read_text())["pipelineSpec"]
+    params = spec["root"]["dag"]["tasks"]["ServingPusher"]["inputs"]["parameters"]
+    destination = params["push_destination"]["runtimeValue"]["constantValue"]["stringValue"]
+    assert json.loads(destination)["keep_versions"] == 3
+    assert params["destination"]["runtimeValue"]["constantValue"]["stringValue"] == "serving_volume"
