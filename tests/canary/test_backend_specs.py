@@ -1,0 +1,176 @@
+"""Docker and Kubernetes backends as data (no daemon or cluster needed), and a live Docker run.
+
+The live test is the one legitimate skip: it needs a reachable Docker daemon and the
+tensorflow/serving image, which these machines do not have.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from tfx.proto import infra_validator_pb2
+
+from tfx_serving_ext.serving.backends import BackendError, CanaryModels, choose_backend
+from tfx_serving_ext.serving.backends.docker import (
+    build_container_spec,
+    container_config_text,
+    docker_daemon_reachable,
+    serving_image,
+)
+from tfx_serving_ext.serving.backends.kubernetes import build_pod_manifest, find_claim_for_path
+
+MODELS = CanaryModels("penguin", Path("/data/candidate"), Path("/data/baseline"))
+
+
+def _spec(**platform) -> infra_validator_pb2.ServingSpec:
+    spec = infra_validator_pb2.ServingSpec(model_name="penguin", **platform)
+    spec.tensorflow_serving.tags.append("2.19.1")
+    return spec
+
+
+def test_image_comes_from_the_serving_spec():
+    assert serving_image(_spec()) == "tensorflow/serving:2.19.1"
+    spec = infra_validator_pb2.ServingSpec()
+    spec.tensorflow_serving.image_name = "registry.example/serving"
+    spec.tensorflow_serving.digests.append("sha256:abc")
+    assert serving_image(spec) == "registry.example/serving@sha256:abc"
+    with pytest.raises(BackendError, match="no tags or digests"):
+        serving_image(infra_validator_pb2.ServingSpec())
+
+
+def test_docker_container_spec_mounts_models_read_only_and_publishes_grpc_on_loopback():
+    spec = build_container_spec(MODELS, "tensorflow/serving:2.19.1", "/tmp/x/models.config")
+    assert spec["image"] == "tensorflow/serving:2.19.1"
+    assert spec["command"] == ["--port=8500", "--model_config_file=/models/models.config"]
+    assert spec["ports"] == {"8500/tcp": ("127.0.0.1", None)}
+    assert spec["auto_remove"] and spec["detach"]
+    mounts = {m["Target"]: m for m in spec["mounts"]}
+    assert mounts["/models/penguin/1"]["Source"] == "/data/candidate"
+    assert mounts["/models/penguin-baseline/1"]["Source"] == "/data/baseline"
+    assert mounts["/models/models.config"]["Source"] == "/tmp/x/models.config"
+    assert all(m["ReadOnly"] and m["Type"] == "bind" for m in spec["mounts"])
+    config = container_config_text(MODELS)
+    assert 'name: "penguin"\n    base_path: "/models/penguin"' in config
+    assert 'base_path: "/models/penguin-baseline"' in config
+
+
+def _executor_pod() -> k8s.V1Pod:
+    return k8s.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=k8s.V1ObjectMeta(name="pipeline-step-1", uid="uid-1"),
+        spec=k8s.V1PodSpec(
+            service_account_name="pipeline-runner",
+            containers=[
+                k8s.V1Container(
+                    name="main",
+                    volume_mounts=[
+                        k8s.V1VolumeMount(name="root", mount_path="/pipeline"),
+                        k8s.V1VolumeMount(name="scratch", mount_path="/scratch"),
+                    ],
+                )
+            ],
+            volumes=[
+                k8s.V1Volume(
+                    name="root",
+                    persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                        claim_name="pipeline-root"
+                    ),
+                ),
+                k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource()),
+            ],
+        ),
+    )
+
+
+def test_kubernetes_pod_follows_kubernetes_runner_semantics():
+    pod = _executor_pod()
+    mount, claim = find_claim_for_path(pod, "main", "/pipeline/tmp/canary/models/models.config")
+    assert (mount.mount_path, claim) == ("/pipeline", "pipeline-root")
+    config = infra_validator_pb2.KubernetesConfig(active_deadline_seconds=600)
+    overrides = config.serving_pod_overrides
+    overrides.annotations["sidecar.istio.io/inject"] = "false"
+    overrides.env.add(name="TF_CPP_MIN_LOG_LEVEL", value="1")
+    secret = overrides.env.add(name="TOKEN")
+    secret.value_from.secret_key_ref.name = "serving"
+    secret.value_from.secret_key_ref.key = "token"
+    overrides.resources.requests["cpu"] = "2"
+    overrides.resources.limits["memory"] = "4Gi"
+    manifest = build_pod_manifest(
+        image="tensorflow/serving:2.19.1",
+        config_path="/pipeline/tmp/canary/models/models.config",
+        kubernetes_config=config,
+        executor_pod=pod,
+        model_mount=mount,
+        claim_name=claim,
+    )
+    assert manifest.metadata.generate_name == "tfx-serving-ext-canary-"
+    assert manifest.metadata.annotations == {"sidecar.istio.io/inject": "false"}
+    [owner] = manifest.metadata.owner_references
+    assert (owner.name, owner.uid, owner.kind) == ("pipeline-step-1", "uid-1", "Pod")
+    assert manifest.spec.restart_policy == "Never"
+    assert manifest.spec.active_deadline_seconds == 600
+    assert manifest.spec.service_account_name == "pipeline-runner"
+    [volume] = manifest.spec.volumes
+    assert volume.persistent_volume_claim.claim_name == "pipeline-root"
+    assert volume.persistent_volume_claim.read_only
+    [container] = manifest.spec.containers
+    assert container.image == "tensorflow/serving:2.19.1"
+    assert container.args == [
+        "--port=8500",
+        "--model_config_file=/pipeline/tmp/canary/models/models.config",
+    ]
+    [volume_mount] = container.volume_mounts
+    assert volume_mount.mount_path == "/pipeline" and volume_mount.read_only
+    env = {e.name: e for e in container.env}
+    assert env["TF_CPP_MIN_LOG_LEVEL"].value == "1"
+    assert env["TOKEN"].value_from.secret_key_ref.key == "token"
+    assert container.resources.requests == {"cpu": "2"}
+    assert container.resources.limits == {"memory": "4Gi"}
+    # The serialized manifest is what the API server gets.
+    body = k8s.ApiClient().sanitize_for_serialization(manifest)
+    assert body["spec"]["containers"][0]["ports"] == [{"containerPort": 8500, "name": "grpc"}]
+
+
+def test_kubernetes_refuses_a_model_on_a_volume_that_is_not_a_claim():
+    with pytest.raises(BackendError, match="not a PersistentVolumeClaim"):
+        find_claim_for_path(_executor_pod(), "main", "/scratch/model")
+    assert find_claim_for_path(_executor_pod(), "main", "/elsewhere/model") is None
+    with pytest.raises(BackendError, match="active_deadline_seconds"):
+        build_pod_manifest(
+            image="i",
+            config_path="/c",
+            kubernetes_config=infra_validator_pb2.KubernetesConfig(active_deadline_seconds=-1),
+            executor_pod=_executor_pod(),
+        )
+
+
+def test_backend_choice_follows_the_serving_platform():
+    assert choose_backend("auto", infra_validator_pb2.ServingSpec()) == "embedded"
+    assert choose_backend("auto", _spec(kubernetes={})) == "kubernetes"
+    unreachable = _spec(local_docker={"client_base_url": "unix:///nonexistent/docker.sock"})
+    assert choose_backend("auto", unreachable) == "embedded"
+    assert choose_backend("docker", unreachable) == "docker"
+    with pytest.raises(BackendError, match="unknown canary backend"):
+        choose_backend("podman")
+
+
+@pytest.mark.skipif(not docker_daemon_reachable(), reason="needs a reachable Docker daemon")
+def test_live_docker_canary_blesses_the_penguin(penguin_model_dir, penguin_records, tmp_path):
+    from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
+
+    spec = _spec(local_docker={})
+    spec.tensorflow_serving.tags[:] = [os.environ.get("TF_SERVING_TAG", "2.19.1")]
+    result = run_canary(
+        penguin_model_dir,
+        baseline_dir=penguin_model_dir,
+        examples=penguin_records,
+        output_dir=tmp_path,
+        config=CanaryConfig(num_requests=50, backend="docker"),
+        serving_spec=spec,
+        validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=180),
+    )
+    assert result.blessed, result.report["verdict"]

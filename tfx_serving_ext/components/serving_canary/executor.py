@@ -1,0 +1,122 @@
+"""ServingCanary's executor: resolve artifacts and specs, run the canary, write the blessing."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tfx import types
+from tfx.dsl.components.base import base_executor
+from tfx.proto import infra_validator_pb2
+from tfx.types import artifact_utils
+from tfx.utils import proto_utils
+
+from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
+from tfx_serving_ext.serving.examples import read_examples
+
+logger = logging.getLogger(__name__)
+
+MODEL_KEY = "model"
+EXAMPLES_KEY = "examples"
+BASELINE_KEY = "baseline"
+BASELINE_PUSHED_MODEL_KEY = "baseline_pushed_model"
+BLESSING_KEY = "blessing"
+SERVING_SPEC_KEY = "serving_spec"
+VALIDATION_SPEC_KEY = "validation_spec"
+REQUEST_SPEC_KEY = "request_spec"
+CANARY_CONFIG_KEY = "canary_config"
+
+# As InfraValidator writes them, so the stock Pusher honours our blessing.
+BLESSED_PROPERTY = "blessed"
+HAS_MODEL_PROPERTY = "has_model"
+BLESSED_FILE = "INFRA_BLESSED"
+NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
+
+
+def write_infra_blessing(blessing: types.Artifact, blessed: bool) -> None:
+    """Writes INFRA_BLESSED or INFRA_NOT_BLESSED and the `blessed` property, as InfraValidator."""
+    directory = Path(blessing.uri)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / (BLESSED_FILE if blessed else NOT_BLESSED_FILE)).write_text("")
+    blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if blessed else 0)
+    # The canary validates the given model; it does not put a (warmed) copy in the blessing.
+    blessing.set_int_custom_property(HAS_MODEL_PROPERTY, 0)
+
+
+def _proto(exec_properties: dict[str, Any], key: str, message):
+    value = exec_properties.get(key)
+    if value:
+        proto_utils.json_to_proto(value, message)
+    return message
+
+
+def _baseline_uri(input_dict: dict[str, list[types.Artifact]], model_uri: str) -> str | None:
+    for artifact in input_dict.get(BASELINE_KEY) or []:
+        # A resolver may hand back the candidate itself as "latest blessed": no baseline.
+        if artifact.uri != model_uri:
+            return artifact.uri
+    for artifact in input_dict.get(BASELINE_PUSHED_MODEL_KEY) or []:
+        pushed = (
+            artifact.get_int_custom_property("pushed")
+            if artifact.has_custom_property("pushed")
+            else 1
+        )
+        if pushed and artifact.uri != model_uri:
+            return artifact.uri
+    return None
+
+
+class Executor(base_executor.BaseExecutor):
+    """Runs the serving canary; a refused model is a successful run with blessed=0."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        """Serves `model` (beside `baseline`), drives traffic from `examples`, writes `blessing`.
+
+        The blessing directory gets INFRA_BLESSED / INFRA_NOT_BLESSED, report.json,
+        report.html, and server.log when the model did not load.
+
+        Raises:
+            SavedModelError: no SavedModel in the model or baseline artifact.
+            CanaryInterrupted: the executor got SIGTERM (the model server was stopped).
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+        serving_spec = _proto(exec_properties, SERVING_SPEC_KEY, infra_validator_pb2.ServingSpec())
+        validation_spec = _proto(
+            exec_properties, VALIDATION_SPEC_KEY, infra_validator_pb2.ValidationSpec()
+        )
+        request_spec = _proto(exec_properties, REQUEST_SPEC_KEY, infra_validator_pb2.RequestSpec())
+        config = CanaryConfig.from_value(exec_properties.get(CANARY_CONFIG_KEY) or None)
+        examples = None
+        if input_dict.get(EXAMPLES_KEY):
+            artifact = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+            examples = read_examples(
+                artifact.uri,
+                request_spec.split_name or None,
+                limit=request_spec.num_examples or config.num_examples,
+                split_names=artifact.split_names or None,
+            )
+        work_dir = Path(self._get_tmp_dir()) / "canary"
+        try:
+            result = run_canary(
+                model.uri,
+                output_dir=blessing.uri,
+                baseline_dir=_baseline_uri(input_dict, model.uri),
+                examples=examples,
+                config=config,
+                serving_spec=serving_spec,
+                validation_spec=validation_spec,
+                request_spec=request_spec,
+                work_dir=work_dir,
+            )
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        write_infra_blessing(blessing, result.blessed)
