@@ -160,13 +160,20 @@ def test_unloadable_model_fails_the_push_and_is_rolled_back(served, unloadable_m
     assert volume.next_version(served.base) == 3
 
 
-def test_cli_rollback_returns_the_server_to_the_previous_version(served, half_plus_three_dir):
+def test_cli_rollback_returns_the_server_to_the_previous_version(
+    served, half_plus_three_dir, capsys
+):
     from tfx_serving_ext.cli import main
 
     address = served.server.grpc_address
     assert main(["push", str(half_plus_three_dir), str(served.base), "--server", address,
                  "--model-name", MODEL]) == 0  # fmt: skip
     served.stream.wait_for(lambda answers: answers[-1] == (2, 4.0))
+    capsys.readouterr()
+    assert main(["versions", str(served.base), "--server", address, "--model-name", MODEL]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["VERSION", "DIRECTORY", "SIZE", "SERVER", "LABELS"]
+    assert rows[1][0] == "2" and rows[1][-1] == "AVAILABLE"
     assert main(["rollback", str(served.base), "--server", address, "--model-name", MODEL]) == 0
     served.stream.wait_for(lambda answers: answers[-1] == (1, 3.0))
     served.stream.stop()

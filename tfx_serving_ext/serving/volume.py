@@ -259,7 +259,8 @@ def rollback_versions(
     Every version newer than `to_version` (default: the one below the newest) is renamed into
     `<base>/.tfx_serving_ext/archive/`, where it stays (copy it back by hand, or re-push it, to
     undo); TF Serving then loads the highest remaining version. Their numbers are recorded in the
-    high-water mark and never reused, since TF Serving remembers a version it has unloaded.
+    high-water mark and never reused: the server keeps serving a removed version until the next
+    load finishes and reports it END afterwards, so a reused number could be mistaken for it.
 
     Raises:
         NoSuchVersion: `to_version` is not on the volume, or there is nothing to roll back to.
