@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tensorflow.core.framework import types_pb2
+
 from tfx_serving_ext.serving.requests import CannotBuildRequest, build_signature_requests
 from tfx_serving_ext.serving.saved_model import (
     SERVE_TAG,
@@ -153,13 +155,9 @@ def run_signatures_on_examples(model_dir, signature_defs, examples, tags) -> lis
             declared = summaries[name].outputs.get(key)
             if declared is None:
                 continue
-            dtype = tensor.dtype.as_datatype_enum
-            from tensorflow.core.framework import types_pb2
-
-            if types_pb2.DataType.Name(dtype) != declared.dtype:
-                problems.append(
-                    f"output '{key}' is {types_pb2.DataType.Name(dtype)}, declared {declared.dtype}"
-                )
+            dtype = types_pb2.DataType.Name(tensor.dtype.as_datatype_enum)
+            if dtype != declared.dtype:
+                problems.append(f"output '{key}' is {dtype}, declared {declared.dtype}")
             if not shapes_compatible(declared.shape, tuple(tensor.shape)):
                 problems.append(
                     f"output '{key}' has shape {list(tensor.shape)}, declared "

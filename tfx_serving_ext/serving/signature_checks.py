@@ -23,6 +23,13 @@ from tfx_serving_ext.serving.signatures import (
 )
 
 
+def _change(name: str, breaking: bool, message: str, signature: str) -> Check:
+    """Returns a check for a change; when the policy does not count it as breaking, says so."""
+    if not breaking:
+        message += " (allowed by the breaking-change policy)"
+    return Check(name, not breaking, message, signature)
+
+
 def _shape(shape) -> str:
     return "?" if shape is None else "[" + ",".join(str(d) for d in shape) + "]"
 
@@ -251,9 +258,9 @@ def compare_signatures(
         new = candidate.get(name)
         if new is None:
             checks.append(
-                Check(
+                _change(
                     "removed_signature",
-                    not policy.removed_signature,
+                    policy.removed_signature,
                     f"signature '{name}' was removed; clients calling it would get errors",
                     name,
                 )
@@ -261,9 +268,9 @@ def compare_signatures(
             continue
         if old.method != new.method:
             checks.append(
-                Check(
+                _change(
                     "method_changed",
-                    not policy.method_change,
+                    policy.method_change,
                     f"method changed {old.method} -> {new.method}; clients must change the "
                     "call they make",
                     name,
@@ -280,9 +287,9 @@ def _compare_tensors(name, side, old: SignatureSummary, new: SignatureSummary, p
     for key in sorted(set(new_t) - set(old_t)):
         if side == "input" and key not in new.defaults:
             checks.append(
-                Check(
+                _change(
                     "added_required_input",
-                    not policy.added_required_input,
+                    policy.added_required_input,
                     f"input '{key}' added without a default; existing clients do not send it "
                     "and would get INVALID_ARGUMENT",
                     name,
@@ -294,14 +301,14 @@ def _compare_tensors(name, side, old: SignatureSummary, new: SignatureSummary, p
     for key, before in old_t.items():
         after = new_t.get(key)
         if after is None:
-            allowed = not (policy.removed_input if side == "input" else policy.removed_output)
-            checks.append(Check(f"removed_{side}", allowed, f"{side} '{key}' was removed", name))
+            breaking = policy.removed_input if side == "input" else policy.removed_output
+            checks.append(_change(f"removed_{side}", breaking, f"{side} '{key}' was removed", name))
             continue
         if before.dtype != after.dtype:
             checks.append(
-                Check(
+                _change(
                     "dtype_changed",
-                    not policy.dtype_change,
+                    policy.dtype_change,
                     f"{side} '{key}' changed dtype {before.dtype} -> {after.dtype}",
                     name,
                 )
@@ -313,9 +320,9 @@ def _compare_tensors(name, side, old: SignatureSummary, new: SignatureSummary, p
         )
         if not ok:
             checks.append(
-                Check(
+                _change(
                     "shape_incompatible",
-                    not policy.shape_change,
+                    policy.shape_change,
                     f"{side} '{key}' changed shape {_shape(before.shape)} -> "
                     f"{_shape(after.shape)}, which existing clients "
                     + ("may not send" if side == "input" else "may not expect"),
