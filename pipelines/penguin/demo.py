@@ -1,44 +1,103 @@
-"""The demo: the penguin pipeline end to end under LocalDagRunner, in one working directory."""
+"""The demo: the whole chain on the penguin data, with TF Serving hot-swapping under traffic.
+
+1. run the pipeline (train -> validate -> warm up -> canary -> push version 1);
+2. start the embedded TF-Serving-compatible server on the serving volume;
+3. keep a client sending requests while the pipeline runs again with a retrained model, whose
+   pusher publishes version 2 and waits until the server reports it AVAILABLE;
+4. report the requests sent, the failures (zero is the point), which version answered, and
+   where the canary's report is.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.penguin import DATA_DIR
+from pipelines.penguin import model as penguin_model
 
 logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrafficStats:
+    """What the demo's client saw while the server hot-swapped."""
+
+    sent: int = 0
+    failed: int = 0
+    answered_by: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo left things."""
+    """Where the demo left things and what it observed."""
 
     workdir: Path
     serving_model_dir: Path
-    pushed_version_dir: Path
+    versions: list[int]
+    served_version: int
+    traffic: TrafficStats
+    canary_report: Path | None
     seconds: float
 
+    @property
+    def pushed_version_dir(self) -> Path:
+        return self.serving_model_dir / str(self.served_version)
 
-def run_demo(workdir: str | os.PathLike, *, seed: int = 0) -> DemoResult:
-    """Runs the penguin pipeline in `workdir`; returns where the pushed model is.
 
-    Raises:
-        RuntimeError: the pipeline finished but no version reached the serving directory.
-    """
+class _Traffic(threading.Thread):
+    """Sends predict requests one after another until stopped (bounded by `max_requests`)."""
+
+    def __init__(self, address: str, model_name: str, max_requests: int = 200_000):
+        super().__init__(name="demo-traffic", daemon=True)
+        self.address, self.model_name, self.max_requests = address, model_name, max_requests
+        self.stats = TrafficStats()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        from tfx_serving_ext.serving.client import ServingClient, ServingError
+
+        features, _ = penguin_model.read_csv(DATA_DIR / "penguins.csv")
+        with ServingClient(self.address, timeout=30.0) as client:
+            while not self._stop_event.is_set() and self.stats.sent < self.max_requests:
+                row = features[self.stats.sent % len(features)]
+                self.stats.sent += 1
+                try:
+                    inputs = {
+                        key: [value]
+                        for key, value in zip(penguin_model.FEATURE_KEYS, row, strict=True)
+                    }
+                    result = client.predict(
+                        self.model_name,
+                        inputs,
+                        signature_name=penguin_model.FEATURES_SIGNATURE,
+                    )
+                    self.stats.answered_by[result.version] += 1
+                except ServingError as exc:
+                    self.stats.failed += 1
+                    self.stats.errors.append(str(exc))
+                time.sleep(0.002)
+
+    def stop(self) -> TrafficStats:
+        self._stop_event.set()
+        self.join(timeout=60)
+        return self.stats
+
+
+def _run_pipeline(workdir: Path, serving_model_dir: Path, seed: int, server_address: str | None):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipelines.penguin.pipeline import create_pipeline
-    from tfx_serving_ext.serving.volume import list_versions
 
-    started = time.monotonic()
-    workdir = Path(workdir).absolute()
-    serving_model_dir = workdir / "serving" / "penguin"
-    logger.info("Demo working directory: %s", workdir)
-    logger.info("Running the penguin pipeline: CsvExampleGen -> PenguinTrainer -> Pusher")
     LocalDagRunner().run(
         create_pipeline(
             pipeline_root=str(workdir / "pipeline_root"),
@@ -46,16 +105,85 @@ def run_demo(workdir: str | os.PathLike, *, seed: int = 0) -> DemoResult:
             serving_model_dir=str(serving_model_dir),
             metadata_path=str(workdir / "metadata.sqlite"),
             seed=seed,
+            server_address=server_address,
         )
     )
-    versions = list_versions(serving_model_dir) if serving_model_dir.is_dir() else {}
-    if not versions:
+
+
+def latest_canary_report(pipeline_root: Path) -> Path | None:
+    """Returns the newest ServingCanary report.html under `pipeline_root`, if any."""
+    reports = list((pipeline_root / "ServingCanary").glob("*/*/report.html"))
+    return max(reports, key=lambda p: int(p.parent.name)) if reports else None
+
+
+def run_demo(
+    workdir: str | os.PathLike, *, seed: int = 0, progress: Progress | None = None
+) -> DemoResult:
+    """Runs the demo in `workdir`; returns what it pushed and what the client saw.
+
+    Raises:
+        RuntimeError: a pipeline run pushed nothing, or the server did not swap versions.
+    """
+    from tfx_serving_ext.server import ModelServer, ServerOptions
+    from tfx_serving_ext.serving.client import ServingClient
+    from tfx_serving_ext.serving.volume import list_versions
+
+    say = progress or logger.info
+    started = time.monotonic()
+    workdir = Path(workdir).absolute()
+    serving_model_dir = workdir / "serving" / "penguin"
+    model_name = "penguin"
+
+    say(f"[1/4] Pipeline run 1: train, validate, warm up, canary, push (in {workdir})")
+    _run_pipeline(workdir, serving_model_dir, seed, server_address=None)
+    first = list_versions(serving_model_dir) if serving_model_dir.is_dir() else {}
+    if not first:
+        raise RuntimeError(f"Pipeline run 1 pushed nothing to {serving_model_dir}; see the log.")
+
+    options = ServerOptions(
+        model_name=model_name,
+        model_base_path=str(serving_model_dir),
+        file_system_poll_wait_seconds=0.5,
+    )
+    with ModelServer(options) as server:
+        with ServingClient(server.grpc_address) as client:
+            serving = client.wait_until_available(model_name, timeout=120)
+        say(f"[2/4] Embedded TF Serving on {server.grpc_address} serves version {serving}")
+
+        traffic = _Traffic(server.grpc_address, model_name)
+        traffic.start()
+        say("[3/4] Pipeline run 2 with a retrained model while a client keeps sending requests")
+        _run_pipeline(workdir, serving_model_dir, seed + 1, server_address=server.grpc_address)
+        with ServingClient(server.grpc_address) as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                served = client.wait_until_available(model_name, timeout=60)
+                if served != serving:
+                    break
+                time.sleep(0.2)
+        # Let the client see the new version answer for a moment before stopping it.
+        seen_new = time.monotonic() + 10
+        while traffic.stats.answered_by[served] < 50 and time.monotonic() < seen_new:
+            time.sleep(0.1)
+        stats = traffic.stop()
+
+    versions = sorted(list_versions(serving_model_dir))
+    if served == serving:
         raise RuntimeError(
-            f"The pipeline ran but pushed nothing to {serving_model_dir}; see the log above."
+            f"The server still serves version {serving} after pipeline run 2; versions on the "
+            f"volume: {versions}. See the pusher's and the canary's log above."
         )
-    return DemoResult(
+    result = DemoResult(
         workdir=workdir,
         serving_model_dir=serving_model_dir,
-        pushed_version_dir=versions[max(versions)],
+        versions=versions,
+        served_version=served,
+        traffic=stats,
+        canary_report=latest_canary_report(workdir / "pipeline_root"),
         seconds=time.monotonic() - started,
     )
+    say(
+        f"[4/4] Hot swap {serving} -> {served}: {stats.sent} requests, {stats.failed} failed, "
+        f"answered by versions {dict(sorted(stats.answered_by.items()))}"
+    )
+    return result

@@ -1,19 +1,75 @@
-"""The penguin pipeline: one `create_pipeline(...)` shared by every runner.
+r"""The penguin pipeline: one `create_pipeline(...)` shared by every runner.
 
-CsvExampleGen -> PenguinTrainer -> push to a serving directory that TF Serving polls.
+    CsvExampleGen -> PenguinTrainer -> SignatureValidator --------------------------+
+                                    \-> WarmupRequestWriter -> ServingCanary -> ServingPusher
+    latest pushed model (resolver) ---> baseline of SignatureValidator and ServingCanary
+
+The pusher publishes to a serving volume (TF Serving's model_base_path) or, with
+`push_target="cloud_run"`, builds an image and deploys a tagged canary revision on Cloud Run.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from tfx.components import CsvExampleGen, Pusher
+from tfx.components import CsvExampleGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
 from tfx.orchestration import metadata, pipeline
-from tfx.proto import pusher_pb2
+from tfx.proto import infra_validator_pb2
+from tfx.types import Channel, standard_artifacts
 
+from pipelines.penguin import model as penguin_model
 from pipelines.penguin.trainer import PenguinTrainer
+from tfx_serving_ext.components.latest_pushed_model import LatestPushedModelStrategy
+from tfx_serving_ext.components.serving_canary import ServingCanary
+from tfx_serving_ext.components.serving_pusher import ServingPusher
+from tfx_serving_ext.components.signature_validator import SignatureValidator
+from tfx_serving_ext.components.warmup_request_writer import WarmupRequestWriter
 
 PIPELINE_NAME = "penguin-serving"
+MODEL_NAME = "penguin"
+# Beam 2.77 would otherwise pick the Prism runner, which downloads a binary at run time.
+DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1"]
+
+# What the penguin model's clients rely on; the validator refuses a model that breaks it.
+PENGUIN_CONTRACT = {
+    "serving_default": {
+        "method": "predict",
+        "inputs": {"examples": {"dtype": "string", "shape": [-1]}},
+        "outputs": {penguin_model.OUTPUT_KEY: {"dtype": "float32", "shape": [-1, 3]}},
+    },
+    penguin_model.FEATURES_SIGNATURE: {
+        "method": "predict",
+        "inputs": {key: {"dtype": "float32", "shape": [-1]} for key in penguin_model.FEATURE_KEYS},
+        "outputs": {penguin_model.OUTPUT_KEY: {"dtype": "float32", "shape": [-1, 3]}},
+    },
+}
+
+
+def baseline_resolver(kind: str = "latest_pushed") -> Resolver:
+    """Returns the resolver whose `model` output is the model serving now.
+
+    `latest_pushed` follows MLMD lineage to the model of the last successful push (exact; runs
+    under LocalDagRunner and the tfx CLI). `latest_blessed` is TFX's LatestBlessedModelStrategy
+    over the SignatureValidator's blessings, the strategy KubeflowV2DagRunner can compile.
+    """
+    if kind == "latest_pushed":
+        return Resolver(
+            strategy_class=LatestPushedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            pushed_model=Channel(type=standard_artifacts.PushedModel),
+        ).with_id("latest_pushed_model")
+    if kind == "latest_blessed":
+        return Resolver(
+            strategy_class=LatestBlessedModelStrategy,
+            model=Channel(type=standard_artifacts.Model),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
+        ).with_id("latest_blessed_model")
+    raise ValueError(f"baseline must be 'latest_pushed' or 'latest_blessed', not {kind!r}")
 
 
 def create_pipeline(
@@ -25,10 +81,15 @@ def create_pipeline(
     pipeline_name: str = PIPELINE_NAME,
     epochs: int = 40,
     seed: int = 0,
+    server_address: str | None = None,
+    keep_versions: int = 0,
+    baseline: str = "latest_pushed",
+    push_target: str = "serving_volume",
+    cloud_run: dict[str, Any] | None = None,
+    canary_requests: int = 200,
+    canary_backend: str = "embedded",
+    canary_serving_spec: infra_validator_pb2.ServingSpec | None = None,
     beam_pipeline_args: list[str] | None = None,
-    validate_signatures: bool = False,
-    signature_contract: dict | None = None,
-    warmup_examples: int = 0,
 ) -> pipeline.Pipeline:
     """Returns the penguin pipeline.
 
@@ -39,53 +100,68 @@ def create_pipeline(
         metadata_path: SQLite MLMD file for local runs; None when the orchestrator provides MLMD.
         pipeline_name: the pipeline's name in MLMD.
         epochs, seed: trainer settings; a different seed gives a retrained model.
+        server_address: gRPC address of the TF Serving that polls `serving_model_dir`; the
+            pusher then waits until it serves the new version (and rolls back if it cannot).
+        keep_versions: versions kept on the volume (0 keeps all).
+        baseline: how to find the model serving now: "latest_pushed" or "latest_blessed".
+        push_target: "serving_volume" or "cloud_run" (then `cloud_run` holds a CloudRunConfig
+            as a dict).
+        canary_requests: requests the canary sends to the candidate and to the baseline.
+        canary_backend: where the canary's model server runs ("embedded", "docker",
+            "kubernetes", "auto": what `canary_serving_spec` names, else embedded).
+        canary_serving_spec: InfraValidator's ServingSpec for the canary (image tag, platform).
         beam_pipeline_args: arguments for the Beam pipelines of Beam-based components.
-        validate_signatures: insert a SignatureValidator whose blessing the Pusher requires.
-        signature_contract: the contract the SignatureValidator checks (a ServingContract dict).
-        warmup_examples: when > 0, insert a WarmupRequestWriter sampling that many examples;
-            the Pusher then pushes its warmed-up model.
     """
     example_gen = CsvExampleGen(input_base=os.fspath(data_root))
-    trainer = PenguinTrainer(examples=example_gen.outputs["examples"], epochs=epochs, seed=seed)
-    serving_components, model_blessing, pushed_model = [], None, trainer.outputs["model"]
-    if validate_signatures:
-        from tfx_serving_ext.components import SignatureValidator
-
-        validator = SignatureValidator(
-            model=trainer.outputs["model"],
-            examples=example_gen.outputs["examples"],
-            contract=signature_contract,
+    examples = example_gen.outputs["examples"]
+    trainer = PenguinTrainer(examples=examples, epochs=epochs, seed=seed)
+    serving_now = baseline_resolver(baseline)
+    validator = SignatureValidator(
+        model=trainer.outputs["model"],
+        baseline_model=serving_now.outputs["model"],
+        examples=examples,
+        contract=PENGUIN_CONTRACT,
+    )
+    warmup = WarmupRequestWriter(
+        model=trainer.outputs["model"], examples=examples, num_examples=50, model_name=MODEL_NAME
+    )
+    canary = ServingCanary(
+        model=warmup.outputs["warmed_model"],
+        examples=examples,
+        baseline=serving_now.outputs["model"],
+        serving_spec=canary_serving_spec,
+        config={"num_requests": canary_requests, "concurrency": 4, "backend": canary_backend},
+    )
+    if push_target == "serving_volume":
+        push_destination: dict[str, Any] = {
+            "base_directory": os.fspath(serving_model_dir),
+            "model_name": MODEL_NAME,
+            "keep_versions": keep_versions,
+        }
+        if server_address:
+            push_destination.update(server_address=server_address, verify_timeout_seconds=120)
+    elif push_target == "cloud_run":
+        push_destination = dict(cloud_run or {})
+    else:
+        raise ValueError(
+            f"push_target must be 'serving_volume' or 'cloud_run', not {push_target!r}"
         )
-        serving_components.append(validator)
-        model_blessing = validator.outputs["blessing"]
-    if warmup_examples > 0:
-        from tfx_serving_ext.components import WarmupRequestWriter
-
-        warmup = WarmupRequestWriter(
-            model=trainer.outputs["model"],
-            examples=example_gen.outputs["examples"],
-            num_examples=warmup_examples,
-        )
-        serving_components.append(warmup)
-        pushed_model = warmup.outputs["warmed_model"]
-    pusher = Pusher(
-        model=pushed_model,
-        model_blessing=model_blessing,
-        push_destination=pusher_pb2.PushDestination(
-            filesystem=pusher_pb2.PushDestination.Filesystem(
-                base_directory=os.fspath(serving_model_dir)
-            )
-        ),
+    pusher = ServingPusher(
+        model=warmup.outputs["warmed_model"],
+        model_blessing=validator.outputs["blessing"],
+        infra_blessing=canary.outputs["blessing"],
+        destination=push_target,
+        push_destination=push_destination,
     )
     return pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=os.fspath(pipeline_root),
-        components=[example_gen, trainer, *serving_components, pusher],
+        components=[example_gen, trainer, serving_now, validator, warmup, canary, pusher],
         metadata_connection_config=(
             metadata.sqlite_metadata_connection_config(os.fspath(metadata_path))
             if metadata_path
             else None
         ),
-        beam_pipeline_args=beam_pipeline_args or ["--direct_num_workers=1"],
+        beam_pipeline_args=beam_pipeline_args or DEFAULT_BEAM_ARGS,
         enable_cache=False,
     )

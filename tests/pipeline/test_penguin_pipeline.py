@@ -34,13 +34,19 @@ def _accuracy(signature_output: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(signature_output, axis=1) == labels))
 
 
-def test_demo_pushes_a_numeric_version_and_prints_its_path(demo_run):
+def test_demo_hot_swaps_from_version_1_to_2_without_a_failed_request(demo_run):
     workdir, completed = demo_run
     versions = list_versions(workdir / "serving" / "penguin")
-    assert len(versions) == 1
-    pushed = next(iter(versions.values()))
-    assert (pushed / "saved_model.pb").is_file()
-    assert f"Pushed model: {pushed}" in completed.stdout
+    assert sorted(versions) == [1, 2]
+    assert (versions[2] / "saved_model.pb").is_file()
+    assert (versions[2] / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert f"Pushed model: {versions[2]}" in completed.stdout
+    assert "the server serves 2" in completed.stdout
+    lines = completed.stdout.splitlines()
+    swap = next(line for line in lines if line.startswith("Requests"))
+    assert " 0 failed" in swap and "version 1:" in swap and "version 2:" in swap
+    report = next(line for line in lines if line.startswith("Canary report"))
+    assert Path(report.split(": ", 1)[1]).is_file()
 
 
 def test_trainer_component_exports_both_signatures_that_classify_penguins(
@@ -49,8 +55,10 @@ def test_trainer_component_exports_both_signatures_that_classify_penguins(
     import tensorflow as tf
 
     workdir, _ = demo_run
-    (model_uri,) = (workdir / "pipeline_root" / "PenguinTrainer" / "model").iterdir()
-    serving_dir = find_serving_model_dir(model_uri)
+    # The demo trains twice (seeds 0 and 1); check the first model.
+    trainer_models = workdir / "pipeline_root" / "PenguinTrainer" / "model"
+    model_uris = sorted(trainer_models.iterdir(), key=lambda p: int(p.name))
+    serving_dir = find_serving_model_dir(model_uris[0])
     assert serving_dir.name == "Format-Serving"
 
     signatures = read_signature_defs(serving_dir)
