@@ -37,8 +37,11 @@ def test_two_pushes_in_the_same_second_get_two_versions(tmp_path):
     model_a = make_tree(tmp_path / "a", "A")
     model_b = make_tree(tmp_path / "b", "B")
     first = volume.publish_version(model_a, base)
-    second = volume.publish_version(model_b, base)
+    calls = []
+    second = volume.publish_version(model_b, base, progress=lambda *c: calls.append(c))
+    assert calls[-1] == (second.bytes_copied, second.bytes_copied)
     assert (first.version, second.version) == (1, 2)
+    assert (second.files_copied, second.bytes_copied) == (2, len("B") + len("index-B"))
     assert (base / "1" / "saved_model.pb").read_text() == "A"
     assert (base / "2" / "saved_model.pb").read_text() == "B"
     assert (base / "2" / "variables" / "variables.index").read_text() == "index-B"

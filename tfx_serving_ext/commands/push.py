@@ -44,7 +44,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tfx_serving_ext.serving.push import PushConfigError, VolumePushConfig, push_to_volume
     from tfx_serving_ext.serving.saved_model import SavedModelError, find_serving_model_dir
-    from tfx_serving_ext.serving.volume import VolumeError
+    from tfx_serving_ext.serving.volume import UnsafeModelPath, VolumeError
 
     try:
         labels = dict(item.split("=", 1) for item in args.label)
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                 )
         else:
             result = push_to_volume(model_dir, config)
-    except (SavedModelError, PushConfigError, VolumeError) as exc:
+    except (SavedModelError, PushConfigError, UnsafeModelPath, VolumeError) as exc:
         print(f"error: {exc}")
         return 2
     print(f"{'pushed' if result.pushed else 'FAILED'}: {result.message}")

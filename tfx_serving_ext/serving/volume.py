@@ -31,11 +31,38 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfx_serving_ext.serving.tree_copy import (
+    ProgressCallback,
+    UnsafeModelPath,
+    copy_planned,
+    fsync_dir,
+    plan_copy,
+)
+
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "NoSuchVersion",
+    "ProgressCallback",
+    "PublishedVersion",
+    "RollbackResult",
+    "UnsafeModelPath",
+    "VolumeError",
+    "apply_retention",
+    "list_versions",
+    "next_version",
+    "parse_version",
+    "publish_version",
+    "read_high_water_mark",
+    "remove_stale_staging",
+    "remove_version",
+    "rollback_versions",
+    "validate_model_name",
+]
 
 STATE_DIR = ".tfx_serving_ext"
 LOCK_FILE = "lock"
@@ -49,18 +76,10 @@ _STAGING_RE = re.compile(
     r"^\.staging-(?P<version>\d+)-(?P<pid>\d+)@(?P<host>.+)-(?P<tag>[0-9a-f]{8})$"
 )
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_COPY_CHUNK = 4 * 1024 * 1024
-
-# progress(bytes_copied_so_far, total_bytes)
-ProgressCallback = Callable[[int, int], None]
 
 
 class VolumeError(RuntimeError):
     """The serving volume cannot be used as asked."""
-
-
-class UnsafeModelPath(VolumeError, ValueError):
-    """A model file, symlink or name would read or write outside the tree it belongs to."""
 
 
 class NoSuchVersion(VolumeError):
@@ -184,13 +203,13 @@ def publish_version(
     base = Path(base_path)
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(base)
-    plan = _plan_copy(source)
-    total = sum(size for _, _, size in plan)
+    plan = plan_copy(source)
+    total = sum(size for _, _, size in plan if size > 0)
 
     claimed, staging = _claim_staging_dir(base)
     started = time.monotonic()
     try:
-        copied = _copy_planned(plan, staging, total, progress)
+        copied = copy_planned(plan, staging, total, progress)
         with _volume_lock(base):
             version = _commit_version(base, staging, claimed)
     except BaseException:
@@ -202,7 +221,7 @@ def publish_version(
         version=version,
         path=base / str(version),
         bytes_copied=copied,
-        files_copied=len(plan),
+        files_copied=sum(1 for _, _, size in plan if size >= 0),
         copy_seconds=renamed_at - started,
         renamed_at=renamed_at,
     )
@@ -291,8 +310,8 @@ def rollback_versions(
                 target = target.with_name(f"{target.name}-{secrets.token_hex(4)}")
             os.rename(versions[version], target)
             archived[version] = target
-        _fsync_dir(base)
-        _fsync_dir(archive)
+        fsync_dir(base)
+        fsync_dir(archive)
     logger.info("Rolled %s back to version %d (archived %s)", base, to_version, newer)
     return RollbackResult(current_version=to_version, removed_versions=newer, archived_to=archived)
 
@@ -366,7 +385,7 @@ def _commit_version(base: Path, staging: Path, claimed: int) -> int:
     _raise_high_water_mark(base, version)
     target = base / str(version)
     os.rename(staging, target)
-    _fsync_dir(base)
+    fsync_dir(base)
     return version
 
 
@@ -381,71 +400,7 @@ def _raise_high_water_mark(base: Path, version: int) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, state / HIGH_WATER_MARK_FILE)
-    _fsync_dir(state)
-
-
-def _plan_copy(source: Path) -> list[tuple[Path, Path, int]]:
-    """Returns [(file to read, relative destination, size)] for the model tree.
-
-    Symlinks are followed only when they resolve inside the model tree (their content is copied,
-    so the version is self-contained); anything else is refused.
-    """
-    root = source.resolve()
-    plan: list[tuple[Path, Path, int]] = []
-
-    def visit(directory: Path, relative: Path, stack: tuple[Path, ...]) -> None:
-        for entry in sorted(directory.iterdir()):
-            rel = relative / entry.name
-            real = entry.resolve()
-            if entry.is_symlink() and not real.is_relative_to(root):
-                raise UnsafeModelPath(
-                    f"{source / rel} is a symlink to {real}, outside the model directory "
-                    f"{root}; copy the file into the model instead of linking it"
-                )
-            if real.is_dir():
-                if real in stack:
-                    raise UnsafeModelPath(f"{source / rel} is a symlink loop back to {real}")
-                plan.append((real, rel, -1))  # a directory to create
-                visit(real, rel, (*stack, real))
-            elif real.is_file():
-                plan.append((real, rel, real.stat().st_size))
-            else:
-                raise UnsafeModelPath(
-                    f"{source / rel} is neither a file nor a directory (or a dangling symlink)"
-                )
-
-    visit(root, Path(), (root,))
-    return plan
-
-
-def _copy_planned(
-    plan: list[tuple[Path, Path, int]],
-    staging: Path,
-    total: int,
-    progress: ProgressCallback | None,
-) -> int:
-    copied = 0
-    dirs = [staging]
-    for src, rel, size in plan:
-        dest = staging / rel
-        if size < 0:
-            dest.mkdir()
-            dirs.append(dest)
-            continue
-        with open(src, "rb") as fin, open(dest, "xb") as fout:
-            while chunk := fin.read(_COPY_CHUNK):
-                fout.write(chunk)
-                copied += len(chunk)
-                if progress:
-                    progress(copied, total)
-            fout.flush()
-            os.fsync(fout.fileno())
-        shutil.copymode(src, dest)
-    if progress and not plan:
-        progress(0, 0)
-    for directory in reversed(dirs):
-        _fsync_dir(directory)
-    return copied
+    fsync_dir(state)
 
 
 def _remove_tree_safely(base: Path, path: Path) -> None:
@@ -457,16 +412,8 @@ def _remove_tree_safely(base: Path, path: Path) -> None:
         os.rename(path, target)
     except FileNotFoundError:
         return
-    _fsync_dir(base)
+    fsync_dir(base)
     shutil.rmtree(target, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:
