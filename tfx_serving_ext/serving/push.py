@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,6 @@ def push_to_volume(
         PushConfigError: `model_dir` holds no SavedModel.
         volume.UnsafeModelPath: the model tree links outside itself.
     """
-    import time
-
     model_dir = Path(model_dir)
     if not is_saved_model_dir(model_dir):
         raise PushConfigError(f"{model_dir} holds no saved_model.pb: not a SavedModel to push")
@@ -235,8 +234,6 @@ def wait_until_served(client: Any, model_name: str, version: int, timeout: float
     Raises:
         ServingTimeout: it did not happen within `timeout` seconds.
     """
-    import time
-
     from tfx_serving_ext.serving.errors import ServerUnreachable, ServingTimeout
 
     deadline = time.monotonic() + timeout
