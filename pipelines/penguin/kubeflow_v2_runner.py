@@ -4,8 +4,14 @@
         --image REGISTRY/tfx-serving-ext-pipeline:TAG --pipeline-root gs://BUCKET/root
 
 No cluster is needed to compile. The image is built from `pipelines/penguin/Dockerfile` (this
-package installed on the TFX base image). On Kubernetes the serving volume is a PVC that both the
-pusher's pod and TF Serving mount (`--serving-volume` is its mount path inside the pipeline pods).
+package installed on the TFX base image). On KFP:
+- the canary runs TF Serving (`tensorflow/serving:<tag>`) in a pod beside its executor pod, as
+  TFX InfraValidator's KubernetesRunner does (the ServingSpec's `kubernetes` platform);
+- the baseline is the latest model the SignatureValidator blessed (LatestBlessedModelStrategy: the
+  only model resolver KubeflowV2DagRunner compiles besides "latest artifact");
+- the serving volume is a PersistentVolumeClaim mounted at `--serving-volume` in the pipeline's
+  pods and at TF Serving's model_base_path in the serving Deployment; mounting it into the pods is
+  the cluster's job (a KFP pod default or a mutating webhook), as TFX's runner cannot add volumes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from pipelines.penguin.pipeline import PIPELINE_NAME, create_pipeline
 
 DEFAULT_IMAGE = "tfx-serving-ext-pipeline:latest"
+TF_SERVING_TAG = "2.19.1"  # the TF Serving release matching tensorflow-serving-api
 
 
 def compile_pipeline(
@@ -29,6 +36,7 @@ def compile_pipeline(
 ) -> Path:
     """Writes the KFP v2 pipeline JSON to `output`; returns its path."""
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+    from tfx.proto import infra_validator_pb2
 
     output = Path(output).absolute()
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
@@ -43,6 +51,13 @@ def compile_pipeline(
             serving_model_dir=f"{serving_volume.rstrip('/')}/penguin",
             metadata_path=None,
             pipeline_name=PIPELINE_NAME,
+            baseline="latest_blessed",
+            canary_backend="kubernetes",
+            canary_serving_spec=infra_validator_pb2.ServingSpec(
+                model_name="penguin",
+                tensorflow_serving=infra_validator_pb2.TensorFlowServing(tags=[TF_SERVING_TAG]),
+                kubernetes=infra_validator_pb2.KubernetesConfig(),
+            ),
         )
     )
     return output

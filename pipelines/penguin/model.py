@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,29 @@ def train_model(
     return model, accuracy
 
 
-def export_serving_model(model, export_dir: str | os.PathLike) -> Path:
-    """Writes `model` as a SavedModel with the serving signatures; returns `export_dir`."""
+def export_serving_model(
+    model, export_dir: str | os.PathLike, *, drop_features: Sequence[str] = ()
+) -> Path:
+    """Writes `model` as a SavedModel with the serving signatures; returns `export_dir`.
+
+    Args:
+        model: the trained Keras classifier.
+        export_dir: where the SavedModel is written.
+        drop_features: feature names left out of the `predict_features` signature's inputs
+            (fed as their training mean instead). A retrain that stops taking a feature breaks
+            the contract with clients; the reliability tests use it to make such a model.
+
+    Raises:
+        ValueError: a name in `drop_features` is not one of FEATURE_KEYS, or it names all.
+    """
     import keras
     import tensorflow as tf
+
+    unknown = sorted(set(drop_features) - set(FEATURE_KEYS))
+    if unknown:
+        raise ValueError(f"drop_features {unknown} are not penguin features; use {FEATURE_KEYS}")
+    if set(drop_features) >= set(FEATURE_KEYS):
+        raise ValueError("drop_features leaves predict_features without inputs; keep one")
 
     feature_spec = {key: tf.io.FixedLenFeature([], tf.float32) for key in FEATURE_KEYS}
 
@@ -95,6 +115,9 @@ def export_serving_model(model, export_dir: str | os.PathLike) -> Path:
             }
         )
 
+    if drop_features:
+        serve_features = _features_endpoint_without(model, drop_features, probabilities_of)
+
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", serve_examples)
@@ -102,6 +125,31 @@ def export_serving_model(model, export_dir: str | os.PathLike) -> Path:
     export_dir = Path(export_dir)
     archive.write_out(str(export_dir), verbose=False)
     return export_dir
+
+
+def _features_endpoint_without(model, drop_features: Sequence[str], probabilities_of):
+    """Returns a `predict_features` function whose inputs leave out `drop_features`."""
+    import keras
+    import tensorflow as tf
+
+    normalization = next(
+        layer for layer in model.layers if isinstance(layer, keras.layers.Normalization)
+    )
+    means = np.asarray(normalization.adapt_mean, np.float32).reshape(-1)
+    kept = [key for key in FEATURE_KEYS if key not in drop_features]
+
+    @tf.function(
+        input_signature=[{key: tf.TensorSpec([None], tf.float32, name=key) for key in kept}]
+    )
+    def serve_features(features):
+        batch = tf.shape(features[kept[0]])[0]
+        columns = {
+            key: features[key] if key in features else tf.fill([batch], means[index])
+            for index, key in enumerate(FEATURE_KEYS)
+        }
+        return probabilities_of(columns)
+
+    return serve_features
 
 
 def read_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

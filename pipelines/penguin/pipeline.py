@@ -32,8 +32,9 @@ from tfx_serving_ext.components.warmup_request_writer import WarmupRequestWriter
 
 PIPELINE_NAME = "penguin-serving"
 MODEL_NAME = "penguin"
-# Beam 2.77 would otherwise pick the Prism runner, which downloads a binary at run time.
-DEFAULT_BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1"]
+# Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary at run time
+# (and falls back when it cannot); FnApiRunner is the in-process runner without that detour.
+DEFAULT_BEAM_ARGS = ["--runner=FnApiRunner", "--direct_num_workers=1"]
 
 # What the penguin model's clients rely on; the validator refuses a model that breaks it.
 PENGUIN_CONTRACT = {
@@ -90,6 +91,8 @@ def create_pipeline(
     canary_backend: str = "embedded",
     canary_serving_spec: infra_validator_pb2.ServingSpec | None = None,
     beam_pipeline_args: list[str] | None = None,
+    drop_features: str = "",
+    plant_failing_warmup: bool = False,
 ) -> pipeline.Pipeline:
     """Returns the penguin pipeline.
 
@@ -111,10 +114,19 @@ def create_pipeline(
             "kubernetes", "auto": what `canary_serving_spec` names, else embedded).
         canary_serving_spec: InfraValidator's ServingSpec for the canary (image tag, platform).
         beam_pipeline_args: arguments for the Beam pipelines of Beam-based components.
+        drop_features: test-only: comma-separated features the trainer leaves out of the
+            `predict_features` signature (a contract-breaking retrain the validator refuses).
+        plant_failing_warmup: test-only: insert `PlantFailingWarmup` between the warmup writer
+            and the canary, so the model checked and pushed fails to load in TF Serving.
     """
     example_gen = CsvExampleGen(input_base=os.fspath(data_root))
     examples = example_gen.outputs["examples"]
-    trainer = PenguinTrainer(examples=examples, epochs=epochs, seed=seed)
+    trainer = PenguinTrainer(
+        examples=examples,
+        epochs=epochs,
+        seed=seed,
+        **({"drop_features": drop_features} if drop_features else {}),
+    )
     serving_now = baseline_resolver(baseline)
     validator = SignatureValidator(
         model=trainer.outputs["model"],
@@ -125,8 +137,15 @@ def create_pipeline(
     warmup = WarmupRequestWriter(
         model=trainer.outputs["model"], examples=examples, num_examples=50, model_name=MODEL_NAME
     )
+    warmed_model = warmup.outputs["warmed_model"]
+    test_only = []
+    if plant_failing_warmup:
+        from tfx_serving_ext.testing.failing_warmup import PlantFailingWarmup
+
+        test_only.append(PlantFailingWarmup(model=warmed_model))
+        warmed_model = test_only[-1].outputs["tampered_model"]
     canary = ServingCanary(
-        model=warmup.outputs["warmed_model"],
+        model=warmed_model,
         examples=examples,
         baseline=serving_now.outputs["model"],
         serving_spec=canary_serving_spec,
@@ -147,7 +166,7 @@ def create_pipeline(
             f"push_target must be 'serving_volume' or 'cloud_run', not {push_target!r}"
         )
     pusher = ServingPusher(
-        model=warmup.outputs["warmed_model"],
+        model=warmed_model,
         model_blessing=validator.outputs["blessing"],
         infra_blessing=canary.outputs["blessing"],
         destination=push_target,
@@ -156,7 +175,16 @@ def create_pipeline(
     return pipeline.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=os.fspath(pipeline_root),
-        components=[example_gen, trainer, serving_now, validator, warmup, canary, pusher],
+        components=[
+            example_gen,
+            trainer,
+            serving_now,
+            validator,
+            warmup,
+            *test_only,
+            canary,
+            pusher,
+        ],
         metadata_connection_config=(
             metadata.sqlite_metadata_connection_config(os.fspath(metadata_path))
             if metadata_path

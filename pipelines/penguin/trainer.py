@@ -45,9 +45,18 @@ def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train_and_export(
-    examples_uri: str, model_uri: str, *, epochs: int = 40, seed: int = 0
+    examples_uri: str,
+    model_uri: str,
+    *,
+    epochs: int = 40,
+    seed: int = 0,
+    drop_features: tuple[str, ...] = (),
 ) -> tuple[Path, float | None]:
-    """Trains on the train split, evaluates on eval; returns (serving dir, eval accuracy)."""
+    """Trains on the train split, evaluates on eval; returns (serving dir, eval accuracy).
+
+    `drop_features` are left out of the `predict_features` signature (see
+    `model.export_serving_model`): a retrain that breaks the serving contract, for tests.
+    """
     train = read_split(examples_uri, "train")
     eval_ = read_split(examples_uri, "eval")
     logger.info(
@@ -58,7 +67,7 @@ def train_and_export(
     )
     trained, accuracy = penguin_model.train_model(train, eval_, epochs=epochs, seed=seed)
     serving_dir = Path(model_uri) / TRAINER_SERVING_SUBDIR
-    penguin_model.export_serving_model(trained, serving_dir)
+    penguin_model.export_serving_model(trained, serving_dir, drop_features=drop_features)
     logger.info("Exported the serving model to %s", serving_dir)
     return serving_dir, accuracy
 
@@ -69,9 +78,17 @@ def PenguinTrainer(  # noqa: N802 - TFX component names are classes by conventio
     model: OutputArtifact[Model],
     epochs: Parameter[int] = 40,
     seed: Parameter[int] = 0,
+    drop_features: Parameter[str] = "",
 ) -> None:
-    """Trains the penguin classifier and exports it in the TFX Trainer's `Format-Serving` layout."""
-    _, accuracy = train_and_export(examples.uri, model.uri, epochs=epochs, seed=seed)
+    """Trains the penguin classifier and exports it in the TFX Trainer's `Format-Serving` layout.
+
+    `drop_features` (comma-separated feature names, default none) leaves those inputs out of the
+    `predict_features` signature: a contract-breaking retrain, used by the reliability tests.
+    """
+    dropped = tuple(name.strip() for name in drop_features.split(",") if name.strip())
+    _, accuracy = train_and_export(
+        examples.uri, model.uri, epochs=epochs, seed=seed, drop_features=dropped
+    )
     if accuracy is not None:
         model.set_float_custom_property("eval_accuracy", float(accuracy))
     os.sync()

@@ -1,0 +1,100 @@
+"""The penguin pipeline under every runner: the tfx CLI (local engine) and KFP v2 compilation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tfx_serving_ext.serving.volume import list_versions
+
+REPO = Path(__file__).resolve().parents[2]
+TFX_CLI = Path(sys.executable).with_name("tfx")
+
+
+def test_kubeflow_v2_runner_compiles_the_whole_chain(tmp_path):
+    from pipelines.penguin.kubeflow_v2_runner import compile_pipeline
+
+    output = compile_pipeline(tmp_path / "penguin.json", image="registry.test/pipeline:1")
+    spec = json.loads(output.read_text())["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"]
+    for component in (
+        "CsvExampleGen",
+        "PenguinTrainer",
+        "SignatureValidator",
+        "WarmupRequestWriter",
+        "ServingCanary",
+        "ServingPusher",
+    ):
+        container = executors[f"{component}_executor"]["container"]
+        assert container["image"] == "registry.test/pipeline:1"
+    canary_args = executors["ServingCanary_executor"]["container"]["args"]
+    assert "tfx_serving_ext.components.serving_canary.executor.Executor" in canary_args
+    # The baseline resolver is one KFP can run, and the canary's TF Serving runs in a pod.
+    assert any(name.startswith("latest_blessed_model") for name in executors)
+    canary_task = spec["root"]["dag"]["tasks"]["ServingCanary"]
+    serving_spec = json.loads(
+        canary_task["inputs"]["parameters"]["serving_spec"]["runtimeValue"]["constantValue"][
+            "stringValue"
+        ]
+    )
+    assert "kubernetes" in serving_spec
+    assert serving_spec["tensorflow_serving"]["tags"] == ["2.19.1"]
+    assert "baseline" in canary_task["inputs"]["artifacts"]
+
+
+@pytest.mark.slow
+def test_tfx_cli_creates_and_runs_the_pipeline(tmp_path):
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path / "home"),  # the tfx CLI keeps its pipeline registry under $HOME
+        "PENGUIN_HOME": str(tmp_path / "penguin"),
+    }
+    pipeline_path = REPO / "pipelines" / "penguin" / "local_runner.py"
+    create = subprocess.run(
+        [str(TFX_CLI), "pipeline", "create", "--engine=local", f"--pipeline_path={pipeline_path}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert create.returncode == 0, create.stderr[-3000:]
+    assert 'Pipeline "penguin-serving" created successfully.' in create.stdout
+
+    run = subprocess.run(
+        [str(TFX_CLI), "run", "create", "--engine=local", "--pipeline_name=penguin-serving"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    versions = list_versions(tmp_path / "penguin" / "serving" / "penguin")
+    assert sorted(versions) == [1]
+    assert (versions[1] / "assets.extra" / "tf_serving_warmup_requests").is_file()
+
+
+def test_pipeline_image_installs_what_the_tfx_base_image_lacks():
+    """The Dockerfile's extra pip installs stay in step with pyproject's pins."""
+    dockerfile = (REPO / "pipelines" / "penguin" / "Dockerfile").read_text()
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    in_base_image = {
+        "tfx",
+        "tensorflow",
+        "tensorflow-serving-api",
+        "apache-beam",
+        "ml-metadata",
+        "docker",
+        "kfp",
+        "kfp-pipeline-spec",
+    }
+    for requirement in dependencies:
+        name = re.split(r"[<>=;\[ ]", requirement, maxsplit=1)[0]
+        if name not in in_base_image:
+            assert f'"{requirement}"' in dockerfile, f"{requirement} missing from the Dockerfile"
