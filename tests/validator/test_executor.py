@@ -90,3 +90,28 @@ def test_unreadable_model_fails_the_execution(tmp_path):
     empty.mkdir()
     with pytest.raises(SavedModelError, match="No SavedModel found"):
         _run(tmp_path, empty)
+
+
+def test_blessing_names_its_model_so_latest_blessed_model_strategy_finds_it(tmp_path, toy_models):
+    """KFP's baseline resolver (TFX's LatestBlessedModelStrategy) pairs blessings via model ids."""
+    from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+        LatestBlessedModelStrategy,
+    )
+
+    candidate, baseline = _model(toy_models["retrain"]), _model(toy_models["baseline"])
+    candidate.id, baseline.id = 7, 3
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    validator.Executor().Do(
+        {validator.MODEL_KEY: [candidate], validator.BASELINE_MODEL_KEY: [baseline]},
+        {validator.BLESSING_KEY: [blessing]},
+        {},
+    )
+    assert blessing.get_int_custom_property("current_model_id") == 7
+    assert blessing.get_string_custom_property("current_model") == candidate.uri
+    assert blessing.get_int_custom_property("baseline_model_id") == 3
+
+    resolved = LatestBlessedModelStrategy().resolve_artifacts(
+        None, {"model": [baseline, candidate], "model_blessing": [blessing]}
+    )
+    assert resolved["model"] == [candidate]

@@ -36,13 +36,35 @@ REPORT_FILE = "report.json"
 DEFAULT_NUM_EXAMPLES = 4
 
 
-def write_blessing(blessing: types.Artifact, blessed: bool, report_json: str) -> None:
-    """Writes BLESSED or NOT_BLESSED, report.json and the `blessed` property into `blessing`."""
+# The Evaluator also names the models it judged; TFX's LatestBlessedModelStrategy pairs a
+# blessing with its model through `current_model_id`.
+CURRENT_MODEL_PROPERTY = "current_model"
+CURRENT_MODEL_ID_PROPERTY = "current_model_id"
+BASELINE_MODEL_PROPERTY = "baseline_model"
+BASELINE_MODEL_ID_PROPERTY = "baseline_model_id"
+
+
+def write_blessing(
+    blessing: types.Artifact,
+    blessed: bool,
+    report_json: str,
+    model: types.Artifact | None = None,
+    baseline: types.Artifact | None = None,
+) -> None:
+    """Writes BLESSED or NOT_BLESSED, report.json and the Evaluator's properties into `blessing`."""
     directory = Path(blessing.uri)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / (BLESSED_FILE if blessed else NOT_BLESSED_FILE)).write_text("")
     (directory / REPORT_FILE).write_text(report_json)
     blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if blessed else 0)
+    for artifact, uri_key, id_key in (
+        (model, CURRENT_MODEL_PROPERTY, CURRENT_MODEL_ID_PROPERTY),
+        (baseline, BASELINE_MODEL_PROPERTY, BASELINE_MODEL_ID_PROPERTY),
+    ):
+        if artifact is not None:
+            blessing.set_string_custom_property(uri_key, artifact.uri)
+            if artifact.id:  # unset (0) outside an orchestrator
+                blessing.set_int_custom_property(id_key, artifact.id)
 
 
 class Executor(base_executor.BaseExecutor):
@@ -82,7 +104,7 @@ class Executor(base_executor.BaseExecutor):
             tags=tags,
         )
         blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
-        write_blessing(blessing, report.blessed, report.to_json())
+        write_blessing(blessing, report.blessed, report.to_json(), model=model, baseline=baseline)
         for check in report.failures:
             logger.warning("Refused: [%s] %s", check.signature or "model", check.message)
         logger.info("Model %s %s", model.uri, "blessed" if report.blessed else "NOT blessed")
