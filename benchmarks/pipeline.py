@@ -222,7 +222,12 @@ def run_stock(work: Path, model_uri: Path, examples_uri: Path | None, serving: P
 
 def chain_summary(executions: list[dict], measured_from: float, available_at: float) -> dict:
     """Returns the component split of the span from `measured_from` to `available_at`."""
-    inside = [e for e in executions if e["start"] >= measured_from - 1e-3]
+    # Importers stand in for upstream outputs (the trainer's model, the examples): not measured.
+    inside = [
+        e
+        for e in executions
+        if e["start"] >= measured_from - 1e-3 and not e["node"].startswith("import_")
+    ]
     components = {e["node"]: e["seconds"] for e in inside}
     total = available_at - measured_from
     # Our pusher returns just after it sees AVAILABLE itself: clamp that overlap to 0.

@@ -36,6 +36,8 @@ def test_retrain_that_removes_an_input_is_refused_by_the_validator(served):
     assert refused["pushed"] == 0
     assert "pushed_version" not in refused
     assert f"model_blessing (ModelBlessing at {blessing})" in refused["refused_by"]
+    # The model loads and answers like the old one: only the contract check stands in its way.
+    assert "infra_blessing" not in refused["refused_by"]
 
 
 def test_model_whose_warmup_fails_in_serving_is_refused_by_the_canary(served):
