@@ -72,7 +72,7 @@ def canary_models(penguin_model_dir, penguin_records, tmp_path_factory) -> dict[
 
     - slow: 30 ms sleep per call; disagree: top class rotated; renamed: the input is called
       `inputs` (a different signature); broken: garbage saved_model.pb; slow_loading: the slow
-      model with 200 warmup records (about 6 s or more to load).
+      model with 80 warmup records (5 s or more to load).
     """
     root = tmp_path_factory.mktemp("canary_models")
     models = {"good": Path(penguin_model_dir)}
@@ -84,7 +84,7 @@ def canary_models(penguin_model_dir, penguin_records, tmp_path_factory) -> dict[
     models["broken"] = broken
     slow_loading = root / "slow_loading"
     shutil.copytree(models["slow"], slow_loading)
-    _write_warmup(slow_loading, penguin_records, 200)
+    _write_warmup(slow_loading, penguin_records, 80)
     models["slow_loading"] = slow_loading
     return models
 

@@ -104,7 +104,7 @@ class _Run:
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _attempt(backend, requests, plans, config: CanaryConfig, max_loading: float, run: _Run):
+def _attempt(backend, requests, plans, replan, config, max_loading: float, run: _Run):
     from tfx_serving_ext.serving.client import ServingClient, ServingError
 
     deadline = time.time() + max_loading
@@ -131,6 +131,9 @@ def _attempt(backend, requests, plans, config: CanaryConfig, max_loading: float,
                 )
             except ServingError as exc:
                 run.baseline_unavailable = str(exc)
+            if replan is not None and run.baseline_unavailable is None:
+                # No baseline directory (endpoint backend): compare with what the server has.
+                replan(client.signature_defs(baseline.model_name, baseline.version))
         if requests:
             send = make_sender(client)
             sides = [Target("candidate", side_requests(requests, candidate), send)]
@@ -145,6 +148,7 @@ def _attempt(backend, requests, plans, config: CanaryConfig, max_loading: float,
                 max_seconds=config.max_seconds,
             )
     finally:
+        run.backend = repr(backend)
         run.log = backend.get_logs()
         if client is not None:
             client.close()
@@ -152,7 +156,9 @@ def _attempt(backend, requests, plans, config: CanaryConfig, max_loading: float,
         backend.stop()
 
 
-def _serve_and_measure(models, requests, plans, config, serving_spec, validation, work_dir) -> _Run:
+def _serve_and_measure(
+    models, requests, plans, replan, config, serving_spec, validation, work_dir
+) -> _Run:
     from tfx_serving_ext.serving.client import ServerUnreachable, ServingTimeout, VersionLoadFailed
 
     name = backends.choose_backend(config.backend, serving_spec)
@@ -172,7 +178,7 @@ def _serve_and_measure(models, requests, plans, config, serving_spec, validation
         run.backend = repr(backend)
         logger.info("Canary attempt %d/%d on %r", attempt, tries, backend)
         try:
-            _attempt(backend, requests, plans, config, max_loading, run)
+            _attempt(backend, requests, plans, replan, config, max_loading, run)
             run.attempts.append({"attempt": attempt, "error": None})
             return run
         except VersionLoadFailed as exc:
@@ -262,7 +268,7 @@ def run_canary(
         "baseline": {"model_dir": str(baseline)} if baseline else None,
     }
     verdict: Verdict | None = None
-    requests, plans, skipped = [], {}, {}
+    requests, plans, skipped, served = [], {}, {}, []
     try:
         candidate_sigs = read_signature_defs(candidate, tags)
     except SavedModelError as exc:
@@ -296,12 +302,12 @@ def run_canary(
         notes.append("no examples: load-only validation (the model loaded; no traffic was sent)")
     for name, reason in skipped.items():
         notes.append(f"signature '{name}' got no traffic: {reason}")
-    for plan in plans.values():
-        if baseline_sigs is not None and not plan.compared:
-            notes.append(f"signature '{plan.name}' not compared with the baseline: {plan.reason}")
     if examples and not requests and verdict is None and candidate_sigs is not None:
         notes.append("no request could be built from the examples: load-only validation")
-    report["mode"] = "load_only" if not requests else ("compare" if baseline else "query")
+
+    def replan(served_baseline_signatures) -> None:
+        plans.clear()
+        plans.update(plan_comparison(candidate_sigs, served_baseline_signatures, served))
 
     run = _Run()
     if verdict is None:
@@ -311,9 +317,23 @@ def run_canary(
                 work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="canary-"))
             with terminate_gracefully():
                 run = _serve_and_measure(
-                    models, requests, plans, config, serving_spec, validation, work_dir
+                    models,
+                    requests,
+                    plans,
+                    replan if requests and baseline is None else None,
+                    config,
+                    serving_spec,
+                    validation,
+                    work_dir,
+                )
+        for plan in plans.values():
+            if not plan.compared and plan.reason != "no baseline":
+                notes.append(
+                    f"signature '{plan.name}' not compared with the baseline: {plan.reason}"
                 )
         verdict = _judge(run, config, plans, report, notes)
+    compared = baseline is not None or run.baseline_target is not None
+    report["mode"] = "load_only" if not requests else ("compare" if compared else "query")
     report["verdict"] = verdict.to_json()
     report["backend"] = {"description": run.backend, "endpoint": run.endpoint}
     report["attempts"] = run.attempts
@@ -323,6 +343,8 @@ def run_canary(
         load_seconds=run.load_seconds,
         load_error=run.load_error,
     )
+    if report["baseline"] is None and run.baseline_target is not None:
+        report["baseline"] = {"model_dir": None}
     if report["baseline"] is not None:
         report["baseline"].update(target=run.baseline_target, unavailable=run.baseline_unavailable)
     output = Path(output_dir)

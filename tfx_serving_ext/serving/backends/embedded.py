@@ -60,6 +60,7 @@ class EmbeddedBackend(ModelServerBackend):
         self._server = None
         self._log = io.StringIO()
         self._log_handler: logging.Handler | None = None
+        self._saved_level = logging.NOTSET
 
     def __repr__(self) -> str:
         address = self._server.grpc_address if self._server is not None else None
@@ -75,8 +76,11 @@ class EmbeddedBackend(ModelServerBackend):
         self._log_handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
+        # The server's INFO lines (loading, retries) make the log a report needs; the level
+        # is lowered for the run only and restored in stop().
         server_logger = logging.getLogger(SERVER_LOGGER)
         server_logger.addHandler(self._log_handler)
+        self._saved_level = server_logger.level
         if server_logger.getEffectiveLevel() > logging.INFO:
             server_logger.setLevel(logging.INFO)
         self._server = ModelServer(
@@ -111,7 +115,9 @@ class EmbeddedBackend(ModelServerBackend):
             except Exception:  # noqa: BLE001 - stop must not raise (it runs in finally)
                 logger.warning("Error while stopping the embedded server", exc_info=True)
         if self._log_handler is not None:
-            logging.getLogger(SERVER_LOGGER).removeHandler(self._log_handler)
+            server_logger = logging.getLogger(SERVER_LOGGER)
+            server_logger.removeHandler(self._log_handler)
+            server_logger.setLevel(self._saved_level)
             self._log_handler = None
 
 
