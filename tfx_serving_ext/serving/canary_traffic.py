@@ -51,7 +51,7 @@ def make_sender(client) -> Sender:
     Predict gives the response's output tensors; classify gives `classes` (labels, [n, k])
     and `scores` ([n, k]); regress gives `outputs` ([n]).
     """
-    from tfx_serving_ext.server.tensors import tensor_proto_to_ndarray
+    from tfx_serving_ext.serving.tensors import tensor_proto_to_ndarray
 
     def send(item: RequestForSignature) -> dict[str, np.ndarray]:
         if item.kind == "predict":
