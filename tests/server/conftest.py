@@ -73,7 +73,7 @@ def predict_log(inputs: dict, signature_name: str = "serving_default"):
     import numpy as np
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from tfx_serving_ext.server.tensors import ndarray_to_tensor_proto
+    from tfx_serving_ext.serving.tensors import ndarray_to_tensor_proto
 
     log = prediction_log_pb2.PredictionLog()
     request = log.predict_log.request

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Serves until SIGTERM or SIGINT; returns the exit code."""
     from tfx_serving_ext.server import ModelServer, ServerOptions
     from tfx_serving_ext.server.config import ModelConfigError
-    from tfx_serving_ext.server.status import ServingStatusError
+    from tfx_serving_ext.serving.status import ServingStatusError
 
     if not args.model_config_file and not args.model_base_path:
         print(

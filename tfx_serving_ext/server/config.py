@@ -8,7 +8,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-from tfx_serving_ext.server.status import ServingStatusError, invalid_argument
+from tfx_serving_ext.serving.status import ServingStatusError, invalid_argument
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 ModelConfig = model_server_config_pb2.ModelConfig

@@ -20,13 +20,13 @@ from tfx_serving_ext.server import config as config_lib
 from tfx_serving_ext.server.manager import LoadPolicy, ModelManager
 from tfx_serving_ext.server.servable import Servable
 from tfx_serving_ext.server.source import VersionSource
-from tfx_serving_ext.server.status import (
+from tfx_serving_ext.server.warmup import run_warmup
+from tfx_serving_ext.serving.status import (
     CODE_NUMBERS,
     ServingStatusError,
     invalid_argument,
     not_found,
 )
-from tfx_serving_ext.server.warmup import run_warmup
 
 logger = logging.getLogger(__name__)
 

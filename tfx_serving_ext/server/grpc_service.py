@@ -13,7 +13,7 @@ from tensorflow_serving.apis import (
 )
 
 from tfx_serving_ext.server.core import ServerCore
-from tfx_serving_ext.server.status import CODE_NUMBERS, ServingStatusError, from_exception
+from tfx_serving_ext.serving.status import CODE_NUMBERS, ServingStatusError, from_exception
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import input_pb2, predict_pb2
 
-from tfx_serving_ext.server import tensors
-from tfx_serving_ext.server.status import invalid_argument
+from tfx_serving_ext.serving import tensors
+from tfx_serving_ext.serving.status import invalid_argument
 
 _B64 = "b64"
 

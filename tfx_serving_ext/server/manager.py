@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfx_serving_ext.server.servable import Servable
-from tfx_serving_ext.server.status import (
+from tfx_serving_ext.serving.status import (
     ServingStatusError,
     from_exception,
     invalid_argument,

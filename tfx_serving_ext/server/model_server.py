@@ -12,7 +12,7 @@ from tfx_serving_ext.server.grpc_service import start_grpc_server
 from tfx_serving_ext.server.manager import LoadPolicy
 from tfx_serving_ext.server.options import ServerOptions
 from tfx_serving_ext.server.rest_service import RestServer
-from tfx_serving_ext.server.status import ServingStatusError
+from tfx_serving_ext.serving.status import ServingStatusError
 
 logger = logging.getLogger(__name__)
 

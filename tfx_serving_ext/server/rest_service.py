@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 from tfx_serving_ext.server import json_codec
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.servable import DEFAULT_SIGNATURE
-from tfx_serving_ext.server.status import ServingStatusError, from_exception, invalid_argument
+from tfx_serving_ext.serving.status import ServingStatusError, from_exception, invalid_argument
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfx_serving_ext.server import tensors
-from tfx_serving_ext.server.status import ServingStatusError, from_exception, invalid_argument
+from tfx_serving_ext.serving import tensors
 from tfx_serving_ext.serving.saved_model import SERVE_TAG, is_saved_model_dir, read_meta_graph
+from tfx_serving_ext.serving.status import ServingStatusError, from_exception, invalid_argument
 
 logger = logging.getLogger(__name__)
 

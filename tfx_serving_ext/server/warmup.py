@@ -8,7 +8,7 @@ from pathlib import Path
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfx_serving_ext.server.servable import Servable
-from tfx_serving_ext.server.status import ServingStatusError, invalid_argument
+from tfx_serving_ext.serving.status import ServingStatusError, invalid_argument
 
 logger = logging.getLogger(__name__)
 

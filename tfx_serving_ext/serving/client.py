@@ -12,13 +12,8 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import http.client
-import json
-import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import numpy as np
 from google.protobuf import json_format
@@ -36,17 +31,24 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfx_serving_ext.server.status import CODE_NUMBERS
-from tfx_serving_ext.server.tensors import (
-    ndarray_to_tensor_proto,
-    numpy_dtype,
-    tensor_proto_to_ndarray,
-)
 from tfx_serving_ext.serving.errors import (
     ServerUnreachable,
     ServingError,
     ServingTimeout,
     VersionLoadFailed,
+)
+from tfx_serving_ext.serving.rest_transport import (
+    RestTransport,
+    input_to_json,
+    json_to_array,
+    model_path,
+    tensor_to_json,
+)
+from tfx_serving_ext.serving.status import CODE_NUMBERS
+from tfx_serving_ext.serving.tensors import (
+    ndarray_to_tensor_proto,
+    numpy_dtype,
+    tensor_proto_to_ndarray,
 )
 
 __all__ = [
@@ -71,19 +73,6 @@ _STATE_NAMES = {
     30: "AVAILABLE",
     40: "UNLOADING",
     50: "END",
-}
-_CODE_BY_HTTP = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    413: "RESOURCE_EXHAUSTED",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
 }
 
 
@@ -127,15 +116,6 @@ class RegressResult:
     version: int | None = None
 
 
-def _model_path(model_name: str, version: int | None, label: str | None) -> str:
-    path = f"/v1/models/{model_name}"
-    if version is not None:
-        path += f"/versions/{int(version)}"
-    elif label is not None:
-        path += f"/labels/{label}"
-    return path
-
-
 def _set_spec(spec, model_name, signature_name, version, label) -> None:
     spec.name = model_name
     if signature_name is not None:
@@ -148,37 +128,6 @@ def _set_spec(spec, model_name, signature_name, version, label) -> None:
 
 def _spec_version(spec) -> int | None:
     return spec.version.value if spec.HasField("version") else None
-
-
-def _tensor_to_json(proto):
-    array = tensor_proto_to_ndarray(proto)
-    if array.dtype == object:
-        flat = [{"b64": base64.b64encode(v).decode("ascii")} for v in array.ravel().tolist()]
-        return np.array(flat + [None], dtype=object)[:-1].reshape(array.shape).tolist()
-    return array.tolist()
-
-
-def _json_to_array(value, dtype: int | None) -> np.ndarray:
-    if dtype == types_pb2.DT_STRING:
-
-        def leaf(v):
-            if isinstance(v, list):
-                return [leaf(x) for x in v]
-            if isinstance(v, dict) and "b64" in v:
-                return base64.b64decode(v["b64"])
-            return str(v).encode("utf-8")
-
-        converted = leaf(value)
-        array = np.empty(np.shape(value) if isinstance(value, list) else (), dtype=object)
-        if array.ndim == 0:
-            array[()] = converted
-        else:
-            flat = np.array(converted, dtype=object).ravel().tolist()
-            array.ravel()[:] = flat
-        return array
-    if dtype is None:
-        return np.asarray(value)
-    return np.asarray(value, dtype=numpy_dtype(dtype))
 
 
 def _cast_input(array: np.ndarray, dtype: int | None) -> np.ndarray:
@@ -196,105 +145,6 @@ def _cast_input(array: np.ndarray, dtype: int | None) -> np.ndarray:
     if not dtype and array.dtype == np.float64:
         return array.astype(np.float32)
     return array
-
-
-def _feature_to_json(feature):
-    kind = feature.WhichOneof("kind")
-    if kind == "float_list":
-        return [float(v) for v in feature.float_list.value]
-    if kind == "int64_list":
-        return list(feature.int64_list.value)
-    if kind == "bytes_list":
-        values = []
-        for v in feature.bytes_list.value:
-            try:
-                values.append(v.decode("utf-8"))
-            except UnicodeDecodeError:
-                values.append({"b64": base64.b64encode(v).decode("ascii")})
-        return values
-    return []
-
-
-def _example_to_json(example) -> dict:
-    return {name: _feature_to_json(f) for name, f in example.features.feature.items()}
-
-
-def _input_to_json(model_input: input_pb2.Input) -> dict:
-    kind = model_input.WhichOneof("kind")
-    if kind == "example_list_with_context":
-        with_context = model_input.example_list_with_context
-        return {
-            "context": _example_to_json(with_context.context),
-            "examples": [_example_to_json(e) for e in with_context.examples],
-        }
-    return {"examples": [_example_to_json(e) for e in model_input.example_list.examples]}
-
-
-class _RestTransport:
-    """Keep-alive HTTP/1.1 connections to a REST endpoint, one per calling thread."""
-
-    def __init__(self, address: str, timeout: float):
-        url = address if "://" in address else f"http://{address}"
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"REST address must look like http://host:port, got {address!r}")
-        self.host, self.port = parts.hostname, parts.port or 80
-        self.timeout = timeout
-        self._local = threading.local()
-
-    def _connection(self) -> http.client.HTTPConnection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self._local.connection = connection
-        return connection
-
-    def _drop(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
-
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        payload = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        for attempt in range(2):
-            connection = self._connection()
-            try:
-                connection.request(method, path, body=payload, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                break
-            except TimeoutError as exc:
-                self._drop()
-                raise ServingTimeout(
-                    f"No answer from http://{self.host}:{self.port}{path} within {self.timeout} s"
-                ) from exc
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._drop()  # a kept-alive connection the server closed: retry once
-                if attempt:
-                    raise ServerUnreachable(
-                        f"Connection to http://{self.host}:{self.port} lost: {exc}"
-                    ) from exc
-            except OSError as exc:
-                self._drop()
-                raise ServerUnreachable(
-                    f"Cannot reach TF Serving REST API at http://{self.host}:{self.port}: {exc}"
-                ) from exc
-        try:
-            decoded = json.loads(data) if data else {}
-        except ValueError:
-            decoded = {"error": data.decode("utf-8", "replace")}
-        if response.status != 200:
-            message = decoded.get("error", "") if isinstance(decoded, dict) else str(decoded)
-            code = _CODE_BY_HTTP.get(
-                response.status, "INTERNAL" if response.status >= 500 else "UNKNOWN"
-            )
-            raise ServingError(code, message or f"HTTP {response.status} for {method} {path}")
-        return decoded
-
-    def close(self) -> None:
-        self._drop()
 
 
 class ServingClient:
@@ -329,7 +179,7 @@ class ServingClient:
             self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
             self._rest = None
         else:
-            self._rest = _RestTransport(address, timeout)
+            self._rest = RestTransport(address, timeout)
             self._channel = None
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -372,7 +222,7 @@ class ServingClient:
         if self._rest is None:
             return self._call(self._models.GetModelStatus, request)
         spec = request.model_spec
-        path = _model_path(spec.name, _spec_version(spec), spec.version_label or None)
+        path = model_path(spec.name, _spec_version(spec), spec.version_label or None)
         body = self._rest.request("GET", path)
         return json_format.ParseDict(
             body, get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True
@@ -385,7 +235,7 @@ class ServingClient:
         if self._rest is None:
             return self._call(self._prediction.GetModelMetadata, request)
         spec = request.model_spec
-        path = _model_path(spec.name, _spec_version(spec), spec.version_label or None)
+        path = model_path(spec.name, _spec_version(spec), spec.version_label or None)
         body = self._rest.request("GET", path + "/metadata")
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         json_format.ParseDict(body.get("model_spec", {}), response.model_spec)
@@ -406,9 +256,9 @@ class ServingClient:
         version, label = _spec_version(spec), spec.version_label or None
         body = {
             "signature_name": signature_name,
-            "inputs": {name: _tensor_to_json(t) for name, t in request.inputs.items()},
+            "inputs": {name: tensor_to_json(t) for name, t in request.inputs.items()},
         }
-        path = _model_path(spec.name, version, label) + ":predict"
+        path = model_path(spec.name, version, label) + ":predict"
         outputs = self._rest.request("POST", path, body)["outputs"]
         signature = self._cached_signature(spec.name, signature_name, version, label)
         aliases = list(request.output_filter) or sorted(signature.outputs)
@@ -418,7 +268,7 @@ class ServingClient:
         _set_spec(response.model_spec, spec.name, signature_name, version, None)
         for alias, value in outputs.items():
             dtype = signature.outputs[alias].dtype if alias in signature.outputs else None
-            ndarray_to_tensor_proto(_json_to_array(value, dtype), response.outputs[alias])
+            ndarray_to_tensor_proto(json_to_array(value, dtype), response.outputs[alias])
         return response
 
     def raw_classify(
@@ -429,8 +279,8 @@ class ServingClient:
             return self._call(self._prediction.Classify, request)
         spec = request.model_spec
         version = _spec_version(spec)
-        body = {"signature_name": spec.signature_name, **_input_to_json(request.input)}
-        path = _model_path(spec.name, version, spec.version_label or None) + ":classify"
+        body = {"signature_name": spec.signature_name, **input_to_json(request.input)}
+        path = model_path(spec.name, version, spec.version_label or None) + ":classify"
         results = self._rest.request("POST", path, body)["results"]
         response = classification_pb2.ClassificationResponse()
         _set_spec(response.model_spec, spec.name, spec.signature_name, version, None)
@@ -448,8 +298,8 @@ class ServingClient:
             return self._call(self._prediction.Regress, request)
         spec = request.model_spec
         version = _spec_version(spec)
-        body = {"signature_name": spec.signature_name, **_input_to_json(request.input)}
-        path = _model_path(spec.name, version, spec.version_label or None) + ":regress"
+        body = {"signature_name": spec.signature_name, **input_to_json(request.input)}
+        path = model_path(spec.name, version, spec.version_label or None) + ":regress"
         results = self._rest.request("POST", path, body)["results"]
         response = regression_pb2.RegressionResponse()
         _set_spec(response.model_spec, spec.name, spec.signature_name, version, None)

@@ -35,7 +35,7 @@ def plant_failing_warmup_request(model_dir: str | Path, signature_name: str = ""
     import numpy as np
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from tfx_serving_ext.server.tensors import ndarray_to_tensor_proto
+    from tfx_serving_ext.serving.tensors import ndarray_to_tensor_proto
     from tfx_serving_ext.serving.warmup import read_warmup_file, warmup_file_path, write_warmup_file
 
     path = warmup_file_path(model_dir)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from tfx_serving_ext.server.status import invalid_argument
+from tfx_serving_ext.serving.status import invalid_argument
 
 _NUMPY_BY_DTYPE = {
     types_pb2.DT_FLOAT: np.float32,
