@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if not args.verbose:
         # TFX and Beam narrate every step at INFO; keep the demo's own progress readable.
+        # absl also warns once per resolver query that TFX ignores a property predicate.
         for noisy in ("absl", "apache_beam", "tensorflow"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         logging.getLogger().setLevel(logging.WARNING)
 
     workdir = args.workdir or tempfile.mkdtemp(prefix="tfx-serving-ext-demo-")
