@@ -5,15 +5,25 @@ request) over gRPC and REST at concurrency 1 and 8, next to calling the same sig
 in-process (the floor), and the latency of the first requests after a hot swap with and
 without a warmup file. Prints a table and writes benchmarks/results/server.json.
 
-Run: .venv/bin/python benchmarks/server.py [--seconds 3]
+The server runs as its own process (`tfx-serving-ext serve`), as it is deployed, so client and
+server do not share one interpreter lock; `--in-process-server` runs it inside the benchmark
+instead. The `grpc-empty` row is a GetModelStatus call: the cost of the Python gRPC stack on both
+ends with no model work, which bounds how close any Python gRPC path can get to in-process.
+
+Run: .venv/bin/python benchmarks/server.py [--seconds 3] [--in-process-server]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
+import re
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -90,16 +100,72 @@ def first_requests_after_swap(client, base: Path, model_dir: Path, version: int,
     return latencies
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_subprocess(base: Path, poll_seconds: float):
+    """Yields (gRPC address, REST URL) of `tfx-serving-ext serve` running on `base`."""
+    rest_port = _free_port()
+    log_path = base.parent / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "tfx_serving_ext.cli",
+        "serve",
+        "--port=0",
+        f"--rest_api_port={rest_port}",
+        "--model_name=penguin",
+        f"--model_base_path={base}",
+        f"--file_system_poll_wait_seconds={poll_seconds}",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = re.search(r"Running gRPC ModelServer at (\S+:\d+)", log_path.read_text())
+            if found:
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited: {log_path.read_text()[-2000:]}")
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not start within 120 s")
+        yield found.group(1), f"http://127.0.0.1:{rest_port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def serve_in_process(base: Path, poll_seconds: float):
+    """Yields (gRPC address, REST URL) of a ModelServer running in this process."""
+    from tfx_serving_ext.server import ModelServer, ServerOptions
+
+    options = ServerOptions(
+        model_name="penguin", model_base_path=str(base), file_system_poll_wait_seconds=poll_seconds
+    )
+    with ModelServer(options) as server:
+        yield server.grpc_address, server.rest_url
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
+    parser.add_argument(
+        "--in-process-server", action="store_true", help="run the server inside this process"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
+    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
-    from tfx_serving_ext.server import ModelServer, ServerOptions
     from tfx_serving_ext.serving.client import ServingClient
     from tfx_serving_ext.testing.penguin import penguin_examples, train_penguin_model
 
@@ -111,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
 
         loaded = tf.saved_model.load(str(model_dir))
         signature = loaded.signatures["serving_default"]
-        results: dict = {"model": "penguin serving_default, 1 example per request"}
+        results: dict = {
+            "model": "penguin serving_default, 1 example per request",
+            "server": "in-process" if args.in_process_server else "subprocess",
+        }
         rows = []
 
         def in_process():
@@ -125,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
         base = work / "base"
         base.mkdir()
         shutil.copytree(model_dir, base / "1")
-        options = ServerOptions(
-            model_name="penguin", model_base_path=str(base), file_system_poll_wait_seconds=0.05
-        )
-        with ModelServer(options) as server:
-            grpc_client = ServingClient(server.grpc_address)
-            rest_client = ServingClient(server.rest_url, protocol="rest")
+        status_request = get_model_status_pb2.GetModelStatusRequest()
+        status_request.model_spec.name = "penguin"
+        serve = serve_in_process if args.in_process_server else serve_in_subprocess
+        with serve(base, 0.05) as (grpc_address, rest_url):
+            grpc_client = ServingClient(grpc_address)
+            rest_client = ServingClient(rest_url, protocol="rest")
             grpc_client.wait_until_available("penguin", timeout=120)
             rest_client.raw_predict(request)  # caches the signature for REST output dtypes
             for concurrency in (1, 8):
@@ -141,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
                         lambda c=client: c.raw_predict(request), concurrency, args.seconds
                     )
                     rows.append((name, concurrency, stats, stats["p50_ms"] / floor["p50_ms"]))
+                if concurrency == 1:
+                    empty = measure(
+                        lambda: grpc_client.raw_model_status(status_request), 1, args.seconds
+                    )
+                    rows.append(("grpc-empty", 1, empty, empty["p50_ms"] / floor["p50_ms"]))
 
             cold = first_requests_after_swap(grpc_client, base, model_dir, 2, request)
             warmed_dir = work / "warmed"
