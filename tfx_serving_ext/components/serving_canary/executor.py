@@ -13,6 +13,7 @@ from tfx.proto import infra_validator_pb2
 from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
+from tfx_serving_ext.components.artifact_paths import artifact_path
 from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
 from tfx_serving_ext.serving.examples import read_examples
 
@@ -37,7 +38,7 @@ NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 
 def write_infra_blessing(blessing: types.Artifact, blessed: bool) -> None:
     """Writes INFRA_BLESSED or INFRA_NOT_BLESSED and the `blessed` property, as InfraValidator."""
-    directory = Path(blessing.uri)
+    directory = Path(artifact_path(blessing))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / (BLESSED_FILE if blessed else NOT_BLESSED_FILE)).write_text("")
     blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if blessed else 0)
@@ -56,7 +57,7 @@ def _baseline_uri(input_dict: dict[str, list[types.Artifact]], model_uri: str) -
     for artifact in input_dict.get(BASELINE_KEY) or []:
         # A resolver may hand back the candidate itself as "latest blessed": no baseline.
         if artifact.uri != model_uri:
-            return artifact.uri
+            return artifact_path(artifact)
     for artifact in input_dict.get(BASELINE_PUSHED_MODEL_KEY) or []:
         pushed = (
             artifact.get_int_custom_property("pushed")
@@ -64,7 +65,7 @@ def _baseline_uri(input_dict: dict[str, list[types.Artifact]], model_uri: str) -
             else 1
         )
         if pushed and artifact.uri != model_uri:
-            return artifact.uri
+            return artifact_path(artifact)
     return None
 
 
@@ -99,7 +100,7 @@ class Executor(base_executor.BaseExecutor):
         if input_dict.get(EXAMPLES_KEY):
             artifact = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
             examples = read_examples(
-                artifact.uri,
+                artifact_path(artifact),
                 request_spec.split_name or None,
                 limit=request_spec.num_examples or config.num_examples,
                 split_names=artifact.split_names or None,
@@ -107,8 +108,8 @@ class Executor(base_executor.BaseExecutor):
         work_dir = Path(self._get_tmp_dir()) / "canary"
         try:
             result = run_canary(
-                model.uri,
-                output_dir=blessing.uri,
+                artifact_path(model),
+                output_dir=artifact_path(blessing),
                 baseline_dir=_baseline_uri(input_dict, model.uri),
                 examples=examples,
                 config=config,

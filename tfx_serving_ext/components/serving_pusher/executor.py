@@ -19,6 +19,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
+from tfx_serving_ext.components.artifact_paths import artifact_path
 from tfx_serving_ext.serving.saved_model import find_serving_model_dir, is_saved_model_dir
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def resolve_model_dir(input_dict: dict[str, list[types.Artifact]]) -> Path:
     infra = input_dict.get(INFRA_BLESSING_KEY) or []
     if infra:
         blessing = artifact_utils.get_single_instance(infra)
-        stamped = Path(path_utils.stamped_model_path(blessing.uri))
+        stamped = Path(path_utils.stamped_model_path(artifact_path(blessing)))
         if blessing.get_int_custom_property(_INFRA_BLESSING_HAS_MODEL) and is_saved_model_dir(
             stamped
         ):
@@ -163,7 +164,7 @@ def resolve_model_dir(input_dict: dict[str, list[types.Artifact]]) -> Path:
             "no model to push: give `model`, or an `infra_blessing` made with "
             "RequestSpec.make_warmup=True (it carries the model)"
         )
-    return find_serving_model_dir(artifact_utils.get_single_instance(models).uri)
+    return find_serving_model_dir(artifact_path(artifact_utils.get_single_instance(models)))
 
 
 class Executor(base_executor.BaseExecutor):
@@ -196,7 +197,7 @@ class Executor(base_executor.BaseExecutor):
         _record(pushed_model, outcome)
         if outcome.pushed:
             # As the stock Pusher: keep a copy of what was pushed with the artifact.
-            shutil.copytree(model_dir, pushed_model.uri, dirs_exist_ok=True)
+            shutil.copytree(model_dir, artifact_path(pushed_model), dirs_exist_ok=True)
         else:
             logger.error("Push to %s failed: %s", destination, outcome.message)
 

@@ -11,6 +11,7 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from tfx_serving_ext.components.artifact_paths import artifact_path
 from tfx_serving_ext.serving.examples import read_examples
 from tfx_serving_ext.serving.model_validation import validate_model
 from tfx_serving_ext.serving.saved_model import SERVE_TAG
@@ -52,7 +53,7 @@ def write_blessing(
     baseline: types.Artifact | None = None,
 ) -> None:
     """Writes BLESSED or NOT_BLESSED, report.json and the Evaluator's properties into `blessing`."""
-    directory = Path(blessing.uri)
+    directory = Path(artifact_path(blessing))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / (BLESSED_FILE if blessed else NOT_BLESSED_FILE)).write_text("")
     (directory / REPORT_FILE).write_text(report_json)
@@ -89,15 +90,15 @@ class Executor(base_executor.BaseExecutor):
         if input_dict.get(EXAMPLES_KEY):
             artifact = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
             examples = read_examples(
-                artifact.uri,
+                artifact_path(artifact),
                 exec_properties.get(SPLIT_KEY) or None,
                 limit=int(exec_properties.get(NUM_EXAMPLES_KEY) or DEFAULT_NUM_EXAMPLES),
                 split_names=artifact.split_names or None,
             )
         tags = json.loads(exec_properties.get(TAGS_KEY) or "null") or [SERVE_TAG]
         report = validate_model(
-            model.uri,
-            baseline_uri=baseline.uri if baseline is not None else None,
+            artifact_path(model),
+            baseline_uri=artifact_path(baseline) if baseline is not None else None,
             examples=examples,
             contract=ServingContract.from_value(exec_properties.get(CONTRACT_KEY) or None),
             policy=BreakingChangePolicy.from_value(exec_properties.get(POLICY_KEY) or None),

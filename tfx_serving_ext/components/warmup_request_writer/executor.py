@@ -13,6 +13,7 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from tfx_serving_ext.components.artifact_paths import artifact_path
 from tfx_serving_ext.serving.example_sampling import sample_examples, with_local_runner
 from tfx_serving_ext.serving.examples import available_splits, choose_split, split_pattern
 from tfx_serving_ext.serving.saved_model import SERVE_TAG
@@ -58,7 +59,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
         output = artifact_utils.get_single_instance(output_dict[OUTPUT_MODEL_KEY])
         split = choose_split(
-            available_splits(examples.uri, examples.split_names or None),
+            available_splits(artifact_path(examples), examples.split_names or None),
             exec_properties.get(SPLIT_KEY) or None,
         )
         num_examples = int(exec_properties.get(NUM_EXAMPLES_KEY) or DEFAULT_NUM_EXAMPLES)
@@ -67,7 +68,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         work_dir = Path(tempfile.mkdtemp(prefix="warmup-sample-", dir=self._work_root()))
         try:
             sample = sample_examples(
-                split_pattern(examples.uri, split),
+                split_pattern(artifact_path(examples), split),
                 num_examples,
                 work_dir,
                 pipeline=self._make_beam_pipeline(),
@@ -75,8 +76,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         result = build_warmup_model(
-            model.uri,
-            output.uri,
+            artifact_path(model),
+            artifact_path(output),
             sample,
             signature_names=json.loads(exec_properties.get(SIGNATURE_NAMES_KEY) or "null"),
             model_name=exec_properties.get(MODEL_NAME_KEY) or "model",
