@@ -207,3 +207,25 @@ def test_push_config_is_parsed_from_json_and_validated(tmp_path):
         VolumePushConfig(base_directory=str(tmp_path), model_name="../etc")
     with pytest.raises(PushConfigError, match="version_labels need"):
         VolumePushConfig(base_directory=str(tmp_path), version_labels={"canary": "new"})
+
+
+def test_retention_decides_under_the_lock_so_a_rollback_meanwhile_keeps_the_new_top(tmp_path):
+    import threading
+
+    base = tmp_path / "serving"
+    model = make_tree(tmp_path / "m", "M")
+    for _ in range(4):
+        volume.publish_version(model, base)
+    removed: list[int] = []
+    with volume._volume_lock(base):  # a rollback to version 2 holds the lock ...
+        retention = threading.Thread(
+            target=lambda: removed.extend(volume.apply_retention(base, keep_versions=2))
+        )
+        retention.start()
+        time.sleep(0.3)  # ... while retention starts and waits for it
+        for version in ("4", "3"):
+            os.rename(base / version, base / ".tfx_serving_ext" / f"archived-{version}")
+    retention.join(timeout=10)
+    # Retention sees what the rollback left (2 is now the newest): nothing older than 2 versions.
+    assert removed == []
+    assert numeric_dirs(base) == ["1", "2"]

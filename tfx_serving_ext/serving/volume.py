@@ -237,12 +237,15 @@ def remove_version(base_path: str | os.PathLike, version: int) -> None:
         NoSuchVersion: the version is not on the volume.
     """
     base = Path(base_path)
-    path = list_versions(base).get(version)
-    if path is None:
-        raise NoSuchVersion(f"version {version} is not on {base}")
     with _volume_lock(base):
+        path = list_versions(base).get(version)
+        if path is None:
+            raise NoSuchVersion(f"version {version} is not on {base}")
         _raise_high_water_mark(base, version)
-    _remove_tree_safely(base, path)
+        doomed = _move_to_trash(base, path)
+        fsync_dir(base)
+    if doomed is not None:
+        shutil.rmtree(doomed, ignore_errors=True)
     logger.info("Removed version %d from %s", version, base)
 
 
@@ -258,15 +261,25 @@ def apply_retention(
         return []
     base = Path(base_path)
     keep = set(protected)
-    versions = sorted(list_versions(base), reverse=True)
-    removed = []
-    for version in versions[keep_versions:]:
-        if version in keep:
-            logger.info("Retention keeps version %d: it is served or labelled", version)
-            continue
-        with contextlib.suppress(NoSuchVersion):  # another pusher removed it meanwhile
-            remove_version(base, version)
-            removed.append(version)
+    removed: list[int] = []
+    doomed: list[Path] = []
+    # Decided and renamed under the volume lock: a rollback or publish that lands meanwhile
+    # cannot make retention delete what has just become the newest version.
+    with _volume_lock(base):
+        versions = list_versions(base)
+        for version in sorted(versions, reverse=True)[keep_versions:]:
+            if version in keep:
+                logger.info("Retention keeps version %d: it is served or labelled", version)
+                continue
+            _raise_high_water_mark(base, version)
+            trashed = _move_to_trash(base, versions[version])
+            if trashed is not None:
+                doomed.append(trashed)
+                removed.append(version)
+        fsync_dir(base)
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    logger.info("Retention removed versions %s from %s", removed, base)
     return removed
 
 
@@ -285,24 +298,25 @@ def rollback_versions(
         NoSuchVersion: `to_version` is not on the volume, or there is nothing to roll back to.
     """
     base = Path(base_path)
-    versions = list_versions(base)
-    ordered = sorted(versions)
-    if to_version is None:
-        if len(ordered) < 2:
-            raise NoSuchVersion(
-                f"{base} holds {len(ordered)} version(s): there is no previous version to roll "
-                "back to"
-            )
-        to_version = ordered[-2]
-    if to_version not in versions:
-        raise NoSuchVersion(
-            f"version {to_version} is not on {base} (present: {ordered}); pick one of those"
-        )
-    newer = [v for v in ordered if v > to_version]
     archive = base / STATE_DIR / ARCHIVE_DIR
-    archive.mkdir(parents=True, exist_ok=True)
     archived: dict[int, Path] = {}
+    # Listed under the lock: a concurrent publish or retention cannot change what is on top.
     with _volume_lock(base):
+        versions = list_versions(base)
+        ordered = sorted(versions)
+        if to_version is None:
+            if len(ordered) < 2:
+                raise NoSuchVersion(
+                    f"{base} holds {len(ordered)} version(s): there is no previous version to "
+                    "roll back to"
+                )
+            to_version = ordered[-2]
+        if to_version not in versions:
+            raise NoSuchVersion(
+                f"version {to_version} is not on {base} (present: {ordered}); pick one of those"
+            )
+        newer = [v for v in ordered if v > to_version]
+        archive.mkdir(parents=True, exist_ok=True)
         _raise_high_water_mark(base, max(newer, default=0))
         for version in reversed(newer):  # newest first: the server never sees a gap upwards
             target = archive / f"{version}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -403,14 +417,22 @@ def _raise_high_water_mark(base: Path, version: int) -> None:
     fsync_dir(state)
 
 
-def _remove_tree_safely(base: Path, path: Path) -> None:
-    """Renames `path` out of TF Serving's sight (into the trash), then deletes it."""
+def _move_to_trash(base: Path, path: Path) -> Path | None:
+    """Returns where `path` was renamed to in the trash (out of TF Serving's sight), or None."""
     trash = base / STATE_DIR / TRASH_DIR
     trash.mkdir(parents=True, exist_ok=True)
     target = trash / f"{path.name}-{secrets.token_hex(4)}"
     try:
         os.rename(path, target)
     except FileNotFoundError:
+        return None
+    return target
+
+
+def _remove_tree_safely(base: Path, path: Path) -> None:
+    """Renames `path` out of TF Serving's sight (into the trash), then deletes it."""
+    target = _move_to_trash(base, path)
+    if target is None:
         return
     fsync_dir(base)
     shutil.rmtree(target, ignore_errors=True)
