@@ -37,3 +37,16 @@ def test_push_refuses_escaping_model_name_and_non_models(tmp_path, half_plus_two
     assert main(["push", str(tmp_path / "empty"), str(base)]) == 2
     assert "No SavedModel found" in capsys.readouterr().out
     assert not base.exists() or not [p for p in base.iterdir() if p.name.isdigit()]
+
+
+def test_push_with_a_model_config_lacking_the_model_publishes_nothing(
+    tmp_path, half_plus_two_dir, capsys
+):
+    base = tmp_path / "serving"
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { name: "other" base_path: "/x" } }')
+    args = ["push", str(half_plus_two_dir), str(base), "--model-config-file", str(config),
+            "--model-name", "m", "--keep", "1"]  # fmt: skip
+    assert main(args) == 2
+    assert "has no model named 'm'" in capsys.readouterr().out
+    assert not base.exists() or not [p for p in base.iterdir() if p.name.isdigit()]

@@ -42,6 +42,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tfx_serving_ext.serving.model_config import ModelConfigError
     from tfx_serving_ext.serving.push import PushConfigError, VolumePushConfig, push_to_volume
     from tfx_serving_ext.serving.saved_model import SavedModelError, find_serving_model_dir
     from tfx_serving_ext.serving.volume import UnsafeModelPath, VolumeError
@@ -76,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
                 )
         else:
             result = push_to_volume(model_dir, config)
-    except (SavedModelError, PushConfigError, UnsafeModelPath, VolumeError) as exc:
+    except (
+        SavedModelError,
+        PushConfigError,
+        ModelConfigError,
+        UnsafeModelPath,
+        VolumeError,
+    ) as exc:
         print(f"error: {exc}")
         return 2
     print(f"{'pushed' if result.pushed else 'FAILED'}: {result.message}")

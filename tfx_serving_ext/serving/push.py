@@ -152,11 +152,18 @@ def push_to_volume(
 
     Raises:
         PushConfigError: `model_dir` holds no SavedModel.
+        model_config.ModelConfigError: the model config file cannot be read or has no entry
+            for the model (checked before anything is published).
         volume.UnsafeModelPath: the model tree links outside itself.
     """
     model_dir = Path(model_dir)
     if not is_saved_model_dir(model_dir):
         raise PushConfigError(f"{model_dir} holds no saved_model.pb: not a SavedModel to push")
+    if config.model_config_file and (
+        config.version_labels or Path(config.model_config_file).is_file()
+    ):
+        # Read before publishing: a bad file must not leave a published version behind.
+        model_config.read_version_labels(config.model_config_file, config.model_name)
     if client is None and config.server_address:
         from tfx_serving_ext.serving.client import ServingClient
 
