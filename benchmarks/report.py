@@ -108,7 +108,7 @@ def render_pipeline(data: dict) -> list[str]:
     ours, stock = data["ours"], data["stock"]
     lines = [
         f"Penguin model, from the trainer's output to the new version AVAILABLE on the server, "
-        f"median of {data.get('repeats', 1)} runs; "
+        f"the run with the median total of {data.get('repeats', 1)}; "
         f"server poll interval {data['poll_seconds']} s; canary {data['canary_requests']} "
         f"requests; InfraValidator: {data['infra_validator']}.",
         "",
