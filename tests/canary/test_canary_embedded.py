@@ -128,6 +128,22 @@ def test_server_never_available_is_refused_after_the_deadline(
     assert_port_closed(report["backend"]["endpoint"])
 
 
+def test_candidate_that_got_no_request_is_not_blessed(canary_models, penguin_records, tmp_path):
+    # The time bound runs out before the first measured request: nothing was measured.
+    result = run_canary(
+        canary_models["good"],
+        examples=penguin_records,
+        output_dir=tmp_path,
+        config=_config(max_seconds=1e-9),
+        validation_spec=FAST,
+    )
+    report = _report(tmp_path)
+    assert not result.blessed
+    [reason] = report["verdict"]["reasons"]
+    assert reason.startswith("no request reached the candidate: nothing about it was measured")
+    assert "time bound of 1e-09 s reached after 0 of 60 requests" in reason
+
+
 def test_no_examples_is_load_only_and_says_so(canary_models, tmp_path):
     result = run_canary(
         canary_models["good"], output_dir=tmp_path, config=_config(), validation_spec=FAST

@@ -157,5 +157,79 @@ def test_thresholds_reject_nonsense():
         CanaryThresholds(min_top_class_agreement=95)
     off = CanaryThresholds.from_value('{"max_error_rate": null}')
     assert judge(
-        off, candidate_latency=None, baseline_latency=None, candidate_error_rate=1.0
+        off,
+        candidate_latency={"p50": 1.0, "p99": 2.0},
+        baseline_latency=None,
+        candidate_error_rate=0.5,
     ).blessed
+
+
+def test_a_candidate_that_answered_nothing_is_refused_even_with_the_error_check_off():
+    off = CanaryThresholds(max_error_rate=None)
+    verdict = judge(
+        off,
+        candidate_latency=latency_summary(np.array([])),
+        baseline_latency=None,
+        candidate_error_rate=1.0,
+    )
+    assert not verdict.blessed
+    assert verdict.reasons == [
+        "the candidate answered none of its requests: nothing about it was measured"
+    ]
+
+
+def _unmeasured_agreements(candidate, baseline):
+    plans = plan_comparison(
+        {"s": _signature({"x": 1}, {"p": 1})}, {"s": _signature({"x": 1}, {"p": 1})}, ["s"]
+    )
+    return compare_outputs(candidate, baseline, plans)
+
+
+def test_a_baseline_that_answered_nothing_does_not_bless_an_uncompared_candidate():
+    ok = [
+        RequestRecord(i, "candidate", "s", 0.0, 1.0, outputs={"p": np.array([[0.9, 0.1]])})
+        for i in range(3)
+    ]
+    failed = [RequestRecord(i, "baseline", "s", 0.0, 0.1, error="NOT_FOUND") for i in range(3)]
+    verdict = judge(
+        CanaryThresholds(),
+        candidate_latency={"p50": 1.0, "p99": 1.0},
+        baseline_latency=latency_summary(np.array([])),
+        candidate_error_rate=0.0,
+        baseline_error_rate=1.0,
+        agreements=_unmeasured_agreements(ok, failed),
+    )
+    assert not verdict.blessed
+    assert verdict.reasons[0].startswith("the baseline answered none of its requests")
+    assert verdict.reasons[1] == (
+        "s/p: not compared with the baseline (no request succeeded on both sides)"
+    )
+    # With every comparison switched off, only the candidate's own measurements count.
+    alone = CanaryThresholds(max_p50_ratio=None, max_p99_ratio=None, min_top_class_agreement=None)
+    assert judge(
+        alone,
+        candidate_latency={"p50": 1.0, "p99": 1.0},
+        baseline_latency=None,
+        candidate_error_rate=0.0,
+        baseline_error_rate=1.0,
+        agreements=_unmeasured_agreements(ok, failed),
+    ).blessed
+
+
+def test_outputs_whose_shape_changed_are_refused_not_skipped():
+    candidate = [
+        RequestRecord(0, "candidate", "s", 0.0, 1.0, outputs={"p": np.array([[0.2, 0.3, 0.5]])})
+    ]
+    baseline = [RequestRecord(0, "baseline", "s", 0.0, 1.0, outputs={"p": np.array([[0.5, 0.5]])})]
+    verdict = judge(
+        CanaryThresholds(),
+        candidate_latency={"p50": 1.0, "p99": 1.0},
+        baseline_latency={"p50": 1.0, "p99": 1.0},
+        candidate_error_rate=0.0,
+        baseline_error_rate=0.0,
+        agreements=_unmeasured_agreements(candidate, baseline),
+    )
+    assert not verdict.blessed
+    assert verdict.reasons == [
+        "s/p: not compared with the baseline (shapes differ: candidate (1, 3), baseline (1, 2))"
+    ]

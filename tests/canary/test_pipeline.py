@@ -139,7 +139,9 @@ def test_canary_compiles_into_a_kfp_v2_pipeline(tmp_path):
     assert {"model", "examples", "baseline"} <= set(component["inputDefinitions"]["artifacts"])
 
 
-@pytest.mark.parametrize("bad", [{"num_requests": 0}, {"thresholds": {"max_p99": 2}}])
+@pytest.mark.parametrize(
+    "bad", [{"num_requests": 0}, {"max_seconds": 0}, {"thresholds": {"max_p99": 2}}]
+)
 def test_component_refuses_a_bad_config_at_construction(bad):
     from tfx_serving_ext.serving.canary import CanaryConfigError
     from tfx_serving_ext.serving.canary_judge import ThresholdsError

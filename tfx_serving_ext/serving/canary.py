@@ -381,6 +381,12 @@ def _judge(run: _Run, config: CanaryConfig, plans, report: dict, notes: list[str
         )
     if load.stopped_early:
         notes.append(load.stopped_early)
+    if not load.for_target("candidate"):
+        return refuse(
+            "no request reached the candidate: nothing about it was measured"
+            + (f" ({load.stopped_early})" if load.stopped_early else ""),
+            notes=notes,
+        )
     sides = ["candidate"] + (["baseline"] if load.for_target("baseline") else [])
     report["latency_ms"] = {side: latency_summary(load.latencies_ms(side)) for side in sides}
     report["errors"] = {side: _error_summary(load, side) for side in sides}
@@ -408,6 +414,7 @@ def _judge(run: _Run, config: CanaryConfig, plans, report: dict, notes: list[str
         candidate_latency=report["latency_ms"]["candidate"],
         baseline_latency=report["latency_ms"].get("baseline"),
         candidate_error_rate=report["errors"]["candidate"]["rate"],
+        baseline_error_rate=(report["errors"].get("baseline") or {}).get("rate"),
         agreements=agreements,
         notes=notes,
     )

@@ -37,8 +37,11 @@ class CanaryConfig:
     def __post_init__(self) -> None:
         self.thresholds = CanaryThresholds.from_value(self.thresholds)
         self.unmeasured_requests = max(0, self.unmeasured_requests)
-        if self.num_requests <= 0 or self.concurrency <= 0 or self.batch_size <= 0:
-            raise CanaryConfigError("num_requests, concurrency and batch_size must be positive")
+        positive = ("num_requests", "concurrency", "batch_size", "max_seconds")
+        if any(getattr(self, name) <= 0 for name in positive):
+            raise CanaryConfigError(f"{', '.join(positive)} must be positive")
+        if self.request_timeout_seconds <= 0:
+            raise CanaryConfigError("request_timeout_seconds must be positive")
         if self.protocol not in ("grpc", "rest"):
             raise CanaryConfigError(f"protocol must be 'grpc' or 'rest', got {self.protocol!r}")
         if self.backend not in BACKENDS:

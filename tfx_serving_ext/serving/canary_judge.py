@@ -113,21 +113,53 @@ def judge(
     candidate_latency: Mapping[str, Any] | None,
     baseline_latency: Mapping[str, Any] | None,
     candidate_error_rate: float | None,
+    baseline_error_rate: float | None = None,
     agreements: Sequence[Any] = (),
     notes: Sequence[str] = (),
 ) -> Verdict:
     """Returns the verdict of applying `thresholds` to the measurements.
+
+    A threshold is never passed by a measurement that was not made: a candidate that answered
+    no request is refused whatever the thresholds; a baseline that answered none, or an output
+    that could not be compared (no request succeeded on both sides, shapes differ), fails the
+    comparison while any threshold against the baseline is on.
 
     Args:
         thresholds: the limits.
         candidate_latency: `latency_summary` of the candidate (None: no traffic was sent).
         baseline_latency: `latency_summary` of the baseline (None: no baseline traffic).
         candidate_error_rate: failed share of the candidate's requests (None: no traffic).
+        baseline_error_rate: failed share of the baseline's requests (None: no traffic).
         agreements: `OutputAgreement`s of the compared outputs.
         notes: what a reader should know (load-only run, skipped comparisons).
     """
     checks: list[Check] = []
     t = thresholds
+    if candidate_error_rate is not None and candidate_error_rate >= 1.0:
+        checks.append(
+            Check(
+                "candidate_answered",
+                False,
+                0.0,
+                None,
+                "the candidate answered none of its requests: nothing about it was measured",
+            )
+        )
+    compares = any(
+        v is not None
+        for v in (t.max_p50_ratio, t.max_p99_ratio, t.min_top_class_agreement, t.max_mean_abs_diff)
+    )
+    if baseline_error_rate is not None and baseline_error_rate >= 1.0 and compares:
+        checks.append(
+            Check(
+                "baseline_answered",
+                False,
+                0.0,
+                None,
+                "the baseline answered none of its requests, so the candidate was not compared "
+                "with it (latency ratios, agreement); see the baseline's errors in the report",
+            )
+        )
     if candidate_error_rate is not None and t.max_error_rate is not None:
         checks.append(
             Check(
@@ -140,8 +172,19 @@ def judge(
         )
     for percentile in ("p50", "p99"):
         checks.extend(_latency_checks(t, percentile, candidate_latency, baseline_latency))
+    agreement_on = t.min_top_class_agreement is not None or t.max_mean_abs_diff is not None
     for agreement in agreements:
         where = f"{agreement.signature}/{agreement.output}"
+        if agreement.pairs == 0 and agreement_on:
+            checks.append(
+                Check(
+                    f"agreement_measured[{where}]",
+                    False,
+                    0,
+                    None,
+                    f"{where}: not compared with the baseline ({agreement.skipped})",
+                )
+            )
         share = agreement.top_class_agreement
         if share is not None and t.min_top_class_agreement is not None:
             checks.append(
