@@ -31,7 +31,10 @@ def run(tmp_path, half_plus_two_dir):
         pushed = standard_artifacts.PushedModel()
         pushed.uri = str(tmp_path / "pushed" / str(next(runs)))
         Path(pushed.uri).mkdir(parents=True)
-        input_dict = {"model": [model], **{k: [v] for k, v in inputs.items()}}
+        input_dict = {
+            "model": [model],
+            **{k: v if isinstance(v, list) else [v] for k, v in inputs.items()},
+        }
         props = {
             "destination": "serving_volume",
             "push_destination": json.dumps({"base_directory": str(base), "model_name": "m"}),
@@ -78,6 +81,18 @@ def test_unblessed_model_is_not_pushed(run, tmp_path, key, kind, blessed):
     )
     assert pushed.get_int_custom_property("pushed") == 0
     assert pushed.get_string_custom_property("refused_by").startswith(key)
+    assert not run.base.exists() or not [p for p in run.base.iterdir() if p.name.isdigit()]
+
+
+def test_blessing_channel_that_resolved_to_nothing_refuses_the_push(run, tmp_path):
+    # The stock Pusher treats an empty blessing list as "not given" and pushes.
+    pushed = run(
+        model_blessing=[], infra_blessing=blessing(standard_artifacts.InfraBlessing, tmp_path, 1)
+    )
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert pushed.get_string_custom_property("refused_by").startswith(
+        "model_blessing was given but resolved to no artifact"
+    )
     assert not run.base.exists() or not [p for p in run.base.iterdir() if p.name.isdigit()]
 
 

@@ -133,9 +133,15 @@ DESTINATIONS: dict[str, Callable[[Path, str], PushOutcome]] = {
 
 
 def blessing_refusals(input_dict: dict[str, list[types.Artifact]]) -> list[str]:
-    """Returns one line per given blessing whose `blessed` custom property is not 1."""
+    """Returns one line per given blessing whose `blessed` custom property is not 1.
+
+    A blessing channel that was connected but resolved to no artifact (its key is present with
+    an empty list; unconnected optional inputs are absent) is a refusal too: no verdict.
+    """
     refusals = []
     for key in (MODEL_BLESSING_KEY, INFRA_BLESSING_KEY):
+        if key in input_dict and not input_dict[key]:
+            refusals.append(f"{key} was given but resolved to no artifact: no verdict to push on")
         for blessing in input_dict.get(key) or []:
             # As the stock Pusher: a missing property reads as 0, i.e. not blessed.
             if blessing.get_int_custom_property("blessed") != 1:
