@@ -128,6 +128,13 @@ def test_reload_by_rpc_and_by_polling(tmp_path, three_versions):
             client.reload_config(bad)
         assert info.value.code == "FAILED_PRECONDITION"
         assert "not currently available" in info.value.message
+        # As in TF Serving, labels are checked before the model list changes: the rejected
+        # config's policy (latest -> version 3) and its label were not applied.
+        with pytest.raises(ServingError) as info:
+            client.predict("second", {"x": [2.0]}, label="stable")
+        assert info.value.code == "INVALID_ARGUMENT"
+        time.sleep(0.5)
+        assert states(client, "second") == {2: "AVAILABLE"}
 
         # Editing the file: polled and applied; a broken edit keeps the current config.
         config.write_text(
@@ -188,3 +195,41 @@ def test_failed_loads_end_with_error_and_old_version_keeps_serving(tmp_path, hal
         with pytest.raises(ServingError) as info:
             client.predict(HPT, {"x": [2.0]})
         assert info.value.code == "NOT_FOUND"
+
+
+def test_a_poll_racing_a_reload_cannot_bring_back_a_removed_model(tmp_path, three_versions):
+    """A poll that listed the disk before a reload removed its model reports after it: the
+    report must not make the removed model load again (nothing would ever unload it)."""
+    import threading
+
+    from tfx_serving_ext.server.core import ServerCore
+
+    def config_of(name, base):
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name=name, base_path=str(base))
+        return config
+
+    (tmp_path / "empty").mkdir()
+    core = ServerCore(file_system_poll_wait_seconds=-1)  # polls only when told to
+    core.start(config_of("first", three_versions))
+    manager = core.manager("first")
+    original = manager.set_aspired_versions
+    reload = threading.Thread(
+        target=core.reload_config, args=(config_of("second", tmp_path / "empty"), 30.0)
+    )
+
+    def late_report(versions):
+        if versions and not reload.is_alive() and reload.ident is None:
+            reload.start()  # the reload runs between the poll's listing and its report
+            reload.join(timeout=1.0)
+        original(versions)
+
+    manager.set_aspired_versions = late_report
+    try:
+        core._source.poll_once()
+        reload.join(timeout=30)
+        assert manager.wait_until_settled(60)
+        assert manager.available_versions() == []
+        assert core.model_names() == ["second"]
+    finally:
+        core.stop()

@@ -57,6 +57,7 @@ class ServerCore:
         self._managers: dict[str, ModelManager] = {}
         self._configs: dict[str, object] = {}
         self._lock = threading.RLock()
+        self._reload_lock = threading.Lock()
         self._source = VersionSource(self._on_aspired_versions, file_system_poll_wait_seconds)
         self._started = False
 
@@ -98,31 +99,40 @@ class ServerCore:
     def reload_config(self, config, wait_timeout: float = 600.0) -> None:
         """Replaces the model list, as HandleReloadConfigRequest does.
 
-        Models left out are unloaded; blocks until newly added models have settled, then checks
-        that every version label points at an AVAILABLE version.
+        As TF Serving's ServerCore::ReloadConfig: every version label must point at a version
+        that is AVAILABLE now, else the whole config is rejected and nothing changes. Models left
+        out are then unloaded, and the call blocks until newly added models have settled
+        (`wait_timeout` <= 0: does not wait).
 
         Raises:
-            ServingStatusError: the config is invalid, a new model failed to load, or a label
-                points at a version that does not serve.
+            ServingStatusError: the config is invalid, a label points at a version that does not
+                serve, or a new model failed to load.
         """
-        added = self._apply_config(config)
-        if self._started:
-            self._source.poll_once()
-        deadline = time.monotonic() + wait_timeout
-        for name in sorted(added):
-            manager = self._managers[name]
-            if not manager.wait_until_settled(max(0.0, deadline - time.monotonic())):
-                raise ServingStatusError(
-                    "DEADLINE_EXCEEDED", f"Timed out waiting for model {name} to load"
-                )
-            failed = [
-                r for r in manager.version_states() if r.state == "END" and r.error_code != "OK"
-            ]
-            if failed and not manager.available_versions():
-                raise ServingStatusError(failed[0].error_code, failed[0].error_message)
-        for model in config_lib.model_configs(config):
-            available = set(self._managers[model.name].available_versions())
-            for _label, version in model.version_labels.items():
+        with self._reload_lock:
+            self._check_labels(config_lib.model_configs(config))
+            added = self._apply_config(config)
+            if self._started:
+                self._source.poll_once()
+            if wait_timeout <= 0:
+                return
+            deadline = time.monotonic() + wait_timeout
+            for name in sorted(added):
+                manager = self._managers[name]
+                if not manager.wait_until_settled(max(0.0, deadline - time.monotonic())):
+                    raise ServingStatusError(
+                        "DEADLINE_EXCEEDED", f"Timed out waiting for model {name} to load"
+                    )
+                failed = [
+                    r for r in manager.version_states() if r.state == "END" and r.error_code != "OK"
+                ]
+                if failed and not manager.available_versions():
+                    raise ServingStatusError(failed[0].error_code, failed[0].error_message)
+
+    def _check_labels(self, models: list) -> None:
+        for model in models:
+            manager = self._managers.get(model.name)
+            available = set(manager.available_versions()) if manager is not None else set()
+            for version in model.version_labels.values():
                 if version not in available:
                     raise ServingStatusError(
                         "FAILED_PRECONDITION",
@@ -131,10 +141,12 @@ class ServerCore:
                     )
 
     def _on_aspired_versions(self, name: str, versions: dict[int, Path]) -> None:
+        # Under the lock, so that a report from a poll that listed the disk before a reload
+        # removed the model cannot land after that reload's unload.
         with self._lock:
             manager = self._managers.get(name)
-        if manager is not None and name in self._configs:
-            manager.set_aspired_versions(versions)
+            if manager is not None and name in self._configs:
+                manager.set_aspired_versions(versions)
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
         servable = Servable.load(name, version, path)

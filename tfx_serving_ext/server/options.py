@@ -16,7 +16,10 @@ class ServerOptions:
     binds every interface); ports 0 mean "any free port" (read them back from the ModelServer);
     `load_retry_interval_seconds` defaults to 1 s instead of 60 s so that a broken version
     reaches END within seconds; start() does not wait for the models to load (poll
-    GetModelStatus, e.g. with ServingClient.wait_until_available).
+    GetModelStatus, e.g. with ServingClient.wait_until_available); labels in the initial model
+    config are taken as given (tensorflow_model_server needs
+    --allow_version_labels_for_unavailable_models for that), while a reloaded config is
+    refused whole when a label points at a version that is not AVAILABLE, as there.
     """
 
     model_name: str = ""
