@@ -199,7 +199,14 @@ def push_to_volume(
 
     labelled: set[int] = set()
     if config.version_labels:
-        result.labels = _set_labels(client, config, published.version, served_before)
+        from tfx_serving_ext.serving.errors import ServingError
+
+        try:
+            result.labels = _set_labels(client, config, published.version, served_before)
+        except ServingError as exc:
+            # The version is published and AVAILABLE: report the push, say labels did not move.
+            logger.warning("Labels not moved: cannot tell which versions are AVAILABLE (%s)", exc)
+            result.message += f"; labels not moved (server: {exc})"
     if config.model_config_file and Path(config.model_config_file).is_file():
         labelled = set(
             model_config.read_version_labels(config.model_config_file, config.model_name).values()
@@ -298,7 +305,11 @@ def _verify(
     result.pushed = False
     logger.error("Push failed: %s", result.message)
     if config.rollback_on_failure:
-        volume.remove_version(config.base_directory, published.version)
+        try:
+            volume.remove_version(config.base_directory, published.version)
+        except volume.NoSuchVersion:
+            result.message += "; the version was already gone from the volume (rolled back?)"
+            return
         result.rolled_back = True
         result.message += "; the version was removed again so the server keeps the old one"
 
