@@ -229,3 +229,18 @@ def test_retention_decides_under_the_lock_so_a_rollback_meanwhile_keeps_the_new_
     # Retention sees what the rollback left (2 is now the newest): nothing older than 2 versions.
     assert removed == []
     assert numeric_dirs(base) == ["1", "2"]
+
+
+def test_slow_publisher_overtaken_by_a_removed_version_still_publishes_above_it(tmp_path):
+    base = tmp_path / "serving"
+    model = make_tree(tmp_path / "m", "M")
+    faster: list[int] = []
+
+    def meanwhile(done, total):
+        if not faster:  # a second push claims, publishes, fails and is removed while we copy
+            faster.append(volume.publish_version(model, base).version)
+            volume.remove_version(base, faster[0])
+
+    slow = volume.publish_version(model, base, progress=meanwhile)
+    assert slow.version > faster[0]
+    assert numeric_dirs(base) == [str(slow.version)]

@@ -391,10 +391,12 @@ def _commit_version(base: Path, staging: Path, claimed: int) -> int:
     """Renames `staging` to its version; the caller holds the volume lock."""
     present = list_versions(base)
     version = claimed
-    # A slower publisher may find a newer version already in place (claimed later, finished
-    # first, or written by another tool): take a fresh number so ours is still the newest.
-    if present and max(present) >= version:
-        version = max([read_high_water_mark(base), *present]) + 1
+    highest = max([read_high_water_mark(base), *present])
+    # A number above ours was claimed meanwhile (still copying, published, or published and
+    # removed again), or another tool wrote ours: take a fresh number, so versions rise in the
+    # order they are published and none lands below one that was already served.
+    if highest > claimed or claimed in present:
+        version = highest + 1
         logger.info("Version %d was overtaken; publishing as %d instead", claimed, version)
     _raise_high_water_mark(base, version)
     target = base / str(version)
