@@ -6,6 +6,8 @@ import shutil
 import threading
 import time
 
+import numpy as np
+
 from tests.server.conftest import HPT, publish
 from tfx_serving_ext.server import ModelServer, ServerOptions
 from tfx_serving_ext.serving.client import ServingClient
@@ -80,3 +82,35 @@ def test_swap_and_rollback_under_load_loses_no_request(tmp_path, half_plus_two_d
         assert states == {3: "END", 2: "AVAILABLE", 1: "END"}
         assert monitor.predict(HPT, {"x": [2.0]}).version == 2
         monitor.close()
+
+
+def test_client_follows_a_swap_that_changes_an_input_dtype(tmp_path, half_plus_two_dir):
+    """The client casts inputs to the dtypes it read from the server's metadata; after a swap
+    to a version whose input is float64, it re-reads them instead of failing forever."""
+    import tensorflow as tf
+
+    class Doubles(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float64, name="x")])
+        def serve(self, x):
+            return {"y": x * 0.5 + 2.0}
+
+    module = Doubles()
+    float64_model = tmp_path / "float64"
+    tf.saved_model.save(module, str(float64_model), signatures={"serving_default": module.serve})
+    base = tmp_path / "base"
+    publish(half_plus_two_dir, base, 1)
+    options = ServerOptions(
+        model_name=HPT, model_base_path=str(base), file_system_poll_wait_seconds=0.1
+    )
+    with ModelServer(options) as server, ServingClient(server.grpc_address) as client:
+        assert client.wait_until_available(HPT, timeout=60) == 1
+        assert client.predict(HPT, {"x": [2.0]}).version == 1  # caches x: float
+        publish(float64_model, base, 2)
+        client.wait_until_available(HPT, version=2, timeout=60)
+        deadline = time.monotonic() + 30
+        while client.model_status(HPT, version=1)[0].state != "END":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        result = client.predict(HPT, {"x": [2.0]})
+        assert (result.version, result.outputs["y"].tolist()) == (2, [3.0])
+        assert result.outputs["y"].dtype == np.float64

@@ -439,6 +439,21 @@ class ServingClient:
             self._signature_cache[key] = signature
         return signature
 
+    def _predict_request(
+        self, key: tuple, inputs: dict, output_filter: list[str] | None
+    ) -> predict_pb2.PredictRequest:
+        model_name, signature_name, version, label = key
+        request = predict_pb2.PredictRequest()
+        _set_spec(request.model_spec, model_name, signature_name, version, label)
+        signature = self._cached_signature(model_name, signature_name, version, label)
+        for name, value in inputs.items():
+            spec = signature.inputs.get(name)
+            array = _cast_input(np.asarray(value), spec.dtype if spec is not None else None)
+            ndarray_to_tensor_proto(array, request.inputs[name])
+        if output_filter:
+            request.output_filter.extend(output_filter)
+        return request
+
     def predict(
         self,
         model_name: str,
@@ -450,22 +465,28 @@ class ServingClient:
     ) -> PredictResult:
         """Returns the outputs of a Predict call.
 
-        `inputs` maps input names to array-likes (cast to the signature's dtypes, read once
-        from the server's metadata) or is a prebuilt PredictRequest (sent unchanged).
+        `inputs` maps input names to array-likes (cast to the signature's dtypes, read from the
+        server's metadata once, and again when the server refuses a request as INVALID_ARGUMENT,
+        e.g. after a swap to a version with other dtypes) or is a prebuilt PredictRequest (sent
+        unchanged).
         """
         if isinstance(inputs, predict_pb2.PredictRequest):
             request = inputs
+            response = self.raw_predict(request)
         else:
-            request = predict_pb2.PredictRequest()
-            _set_spec(request.model_spec, model_name, signature_name, version, label)
-            signature = self._cached_signature(model_name, signature_name, version, label)
-            for name, value in inputs.items():
-                spec = signature.inputs.get(name)
-                array = _cast_input(np.asarray(value), spec.dtype if spec is not None else None)
-                ndarray_to_tensor_proto(array, request.inputs[name])
-            if output_filter:
-                request.output_filter.extend(output_filter)
-        response = self.raw_predict(request)
+            key = (model_name, signature_name, version, label)
+            cached = key in self._signature_cache
+            request = self._predict_request(key, inputs, output_filter)
+            try:
+                response = self.raw_predict(request)
+            except ServingError as exc:
+                if not cached or exc.code != "INVALID_ARGUMENT":
+                    raise
+                stale = self._signature_cache.pop(key)
+                if self._cached_signature(*key) == stale:
+                    raise
+                request = self._predict_request(key, inputs, output_filter)
+                response = self.raw_predict(request)
         return PredictResult(
             outputs={k: tensor_proto_to_ndarray(v) for k, v in response.outputs.items()},
             model_name=request.model_spec.name,
