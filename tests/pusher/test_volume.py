@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,19 @@ def test_live_publishers_staging_dir_is_not_removed(tmp_path):
     mine.mkdir()
     volume.remove_stale_staging(base)
     assert mine.is_dir()
+
+
+def test_old_staging_dir_of_a_reused_pid_is_removed(tmp_path):
+    # A publisher that always runs as the same pid (pid 1 in a container with a fixed hostname)
+    # was killed; the pid is alive again, so only the directory's age tells it is stale.
+    base = tmp_path / "serving"
+    base.mkdir()
+    left = base / f".staging-5-{os.getpid()}@{socket.gethostname()}-0123abcd"
+    left.mkdir()
+    hours_ago = time.time() - volume.STALE_STAGING_SECONDS - 60
+    os.utime(left, (hours_ago, hours_ago))
+    assert volume.remove_stale_staging(base) == [left]
+    assert not left.exists()
 
 
 def test_symlink_out_of_the_model_is_refused(tmp_path):

@@ -334,7 +334,8 @@ def remove_stale_staging(base_path: str | os.PathLike, *, now: float | None = No
     """Returns the leftover staging and trash directories removed from the volume.
 
     A staging directory is stale when its owner process (same host) is dead, or when it is older
-    than STALE_STAGING_SECONDS (another host's). A live publisher's directory is never touched.
+    than STALE_STAGING_SECONDS (another host's, or a same-host pid since reused). A live
+    publisher's directory younger than that is never touched.
     """
     base = Path(base_path)
     now = time.time() if now is None else now
@@ -344,11 +345,14 @@ def remove_stale_staging(base_path: str | os.PathLike, *, now: float | None = No
         match = _STAGING_RE.match(entry.name)
         if not match:
             continue
-        if match["host"] == host:
+        try:
+            stale = now - entry.stat().st_mtime > STALE_STAGING_SECONDS
+        except FileNotFoundError:
+            continue
+        # Same host: a dead pid is stale at once; age still decides if the pid was reused
+        # (a container whose publisher is always pid 1 would otherwise keep it forever).
+        if match["host"] == host and not stale:
             stale = not _pid_alive(int(match["pid"]))
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                stale = now - entry.stat().st_mtime > STALE_STAGING_SECONDS
         if stale:
             logger.info("Removing %s left by an interrupted publish", entry)
             _remove_tree_safely(base, entry)
