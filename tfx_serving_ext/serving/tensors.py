@@ -63,6 +63,10 @@ def numpy_dtype(dtype: int) -> np.dtype:
         ) from None
 
 
+# Largest tensor a request may have expanded from a single (or no) value: 256 MiB.
+MAX_EXPANDED_TENSOR_BYTES = 256 * 2**20
+
+
 def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Returns the value of `proto` as a numpy array (bytes objects for DT_STRING).
 
@@ -93,10 +97,19 @@ def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         array = np.array(getattr(proto, _VALUE_FIELD[proto.dtype]), dtype=dtype)
     if array.size == size:
         return array.reshape(shape)
-    if array.size == 1 and size > 0:  # TensorProto allows one value to fill the whole shape
-        return np.full(shape, array[0], dtype=dtype)
-    if array.size == 0 and size > 0 and proto.dtype != types_pb2.DT_STRING:
-        return np.zeros(shape, dtype=dtype)
+    if array.size <= 1 and size > 0:
+        # TensorProto lets one value (or none: zeros) fill the whole shape, so a few bytes on the
+        # wire can ask for any amount of memory; refuse what no real request needs.
+        if size * dtype.itemsize > MAX_EXPANDED_TENSOR_BYTES:
+            raise invalid_argument(
+                f"tensor of shape {list(shape)} would expand {array.size} value(s) to "
+                f"{size * dtype.itemsize} bytes; at most {MAX_EXPANDED_TENSOR_BYTES} bytes may "
+                "be filled from fewer values: send the values themselves"
+            )
+        if array.size == 1:
+            return np.full(shape, array[0], dtype=dtype)
+        if proto.dtype != types_pb2.DT_STRING:
+            return np.zeros(shape, dtype=dtype)
     raise invalid_argument(
         f"tensor proto holds {array.size} values, shape {list(shape)} needs {size}"
     )
