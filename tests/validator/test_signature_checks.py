@@ -133,3 +133,85 @@ def test_missing_tag_set_is_a_refusal(toy_models):
     report = validate_model(toy_models["baseline"], tags=["serve", "gpu"])
     (failure,) = report.failures
     assert failure.name == "tag_set_exists" and "no meta graph with tag set" in failure.message
+
+
+def _example_signature(method: str, inputs: dict, outputs: dict):
+    from tfx_serving_ext.serving.signatures import METHODS, SignatureSummary, TensorSummary
+
+    def tensors(spec):
+        return {k: TensorSummary(dtype, shape) for k, (dtype, shape) in spec.items()}
+
+    return SignatureSummary("s", METHODS[method], tensors(inputs), tensors(outputs))
+
+
+_EXAMPLES_IN = {"inputs": ("DT_STRING", (-1,))}
+
+
+@pytest.mark.parametrize(
+    ("method", "inputs", "outputs", "expected"),
+    [
+        # TF Serving feeds the input named "inputs" (FAILED_PRECONDITION otherwise).
+        (
+            "classify",
+            {"examples": ("DT_STRING", (-1,))},
+            {"scores": ("DT_FLOAT", (-1, 3))},
+            "classify signature's input is named 'examples'; TF Serving's Classify feeds the "
+            "input named 'inputs'",
+        ),
+        (
+            "classify",
+            _EXAMPLES_IN,
+            {
+                "classes": ("DT_STRING", (-1, 3)),
+                "scores": ("DT_FLOAT", (-1, 3)),
+                "logits": ("DT_FLOAT", (-1, 3)),
+            },
+            "3 outputs ['classes', 'logits', 'scores']; TF Serving's Classify refuses more "
+            "than two",
+        ),
+        (
+            "classify",
+            _EXAMPLES_IN,
+            {"scores": ("DT_FLOAT", (-1,))},
+            "output 'scores' has shape [-1], TF Serving needs [batch, classes]",
+        ),
+        (
+            "regress",
+            _EXAMPLES_IN,
+            {"outputs": ("DT_FLOAT", (-1, 2))},
+            "output 'outputs' has shape [-1,2], TF Serving needs [batch] or [batch, 1]",
+        ),
+        (
+            "regress",
+            _EXAMPLES_IN,
+            {"outputs": ("DT_FLOAT", (-1,)), "stddev": ("DT_FLOAT", (-1,))},
+            "2 outputs ['outputs', 'stddev']; TF Serving's Regress refuses more than one",
+        ),
+    ],
+)
+def test_classify_and_regress_signatures_tf_serving_cannot_run_are_refused(
+    method, inputs, outputs, expected
+):
+    from tfx_serving_ext.serving.signature_checks import check_serving_rules
+
+    checks = check_serving_rules({"serving_default": _example_signature(method, inputs, outputs)})
+    failed = [c.message for c in checks if not c.passed]
+    assert len(failed) == 1 and expected in failed[0], failed
+
+
+@pytest.mark.parametrize(
+    ("method", "outputs"),
+    [
+        ("classify", {"classes": ("DT_STRING", (-1, 3)), "scores": ("DT_FLOAT", (-1, 3))}),
+        ("classify", {"scores": ("DT_FLOAT", None)}),
+        ("regress", {"outputs": ("DT_FLOAT", (-1,))}),
+        ("regress", {"outputs": ("DT_FLOAT", (-1, 1))}),
+    ],
+)
+def test_classify_and_regress_signatures_tf_serving_runs_pass(method, outputs):
+    from tfx_serving_ext.serving.signature_checks import check_serving_rules
+
+    checks = check_serving_rules(
+        {"serving_default": _example_signature(method, _EXAMPLES_IN, outputs)}
+    )
+    assert all(c.passed for c in checks), [c.message for c in checks if not c.passed]

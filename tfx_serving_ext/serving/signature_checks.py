@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from tfx_serving_ext.serving.signatures import (
     CLASSIFY_OUTPUTS,
     DEFAULT_SIGNATURE,
+    EXAMPLE_INPUT,
     METHOD_KINDS,
     REGRESS_OUTPUT,
     REST_DTYPES,
@@ -121,6 +122,15 @@ def _check_signature(name: str, sig: SignatureSummary, policy: BreakingChangePol
 def _check_example_input(name: str, sig: SignatureSummary) -> Check:
     inputs = list(sig.inputs.items())
     ok = len(inputs) == 1 and inputs[0][1].dtype == "DT_STRING"
+    if ok and inputs[0][0] != EXAMPLE_INPUT:
+        return Check(
+            "example_input",
+            False,
+            f"{sig.kind} signature's input is named '{inputs[0][0]}'; TF Serving's "
+            f"{sig.kind.capitalize()} feeds the input named '{EXAMPLE_INPUT}' and refuses the "
+            f"request (FAILED_PRECONDITION); rename it to '{EXAMPLE_INPUT}'",
+            name,
+        )
     if ok:
         message = f"single serialized tf.Example input '{inputs[0][0]}'"
     else:
@@ -133,6 +143,13 @@ def _check_example_input(name: str, sig: SignatureSummary) -> Check:
     return Check("example_input", ok, message, name)
 
 
+def _rank_problem(key: str, tensor, allowed: str, ok) -> list[str]:
+    """Returns a problem when the output's known shape is not one TF Serving can read."""
+    if tensor.shape is None or ok(tensor.shape):
+        return []
+    return [f"output '{key}' has shape {_shape(tensor.shape)}, TF Serving needs {allowed}"]
+
+
 def _check_example_outputs(name: str, sig: SignatureSummary) -> Check:
     if sig.kind == "classify":
         problems = [
@@ -140,10 +157,20 @@ def _check_example_outputs(name: str, sig: SignatureSummary) -> Check:
             for k, dtype in CLASSIFY_OUTPUTS.items()
             if k in sig.outputs and sig.outputs[k].dtype != dtype
         ]
+        for key in CLASSIFY_OUTPUTS:
+            if key in sig.outputs:
+                problems += _rank_problem(
+                    key, sig.outputs[key], "[batch, classes]", lambda s: len(s) == 2
+                )
         if not any(k in sig.outputs for k in CLASSIFY_OUTPUTS):
             problems.append(
                 f"no 'classes' or 'scores' output (found {sorted(sig.outputs)}); "
                 "TF Serving's Classify reads those keys"
+            )
+        elif len(sig.outputs) > 2:
+            problems.append(
+                f"{len(sig.outputs)} outputs {sorted(sig.outputs)}; TF Serving's Classify "
+                "refuses more than two (only 'classes' and 'scores')"
             )
     else:
         out = sig.outputs.get(REGRESS_OUTPUT)
@@ -152,10 +179,23 @@ def _check_example_outputs(name: str, sig: SignatureSummary) -> Check:
                 f"no '{REGRESS_OUTPUT}' output (found {sorted(sig.outputs)}); "
                 "TF Serving's Regress reads that key"
             ]
-        elif out.dtype != "DT_FLOAT":
-            problems = [f"output '{REGRESS_OUTPUT}' is {out.dtype}, TF Serving needs DT_FLOAT"]
         else:
             problems = []
+            if out.dtype != "DT_FLOAT":
+                problems.append(
+                    f"output '{REGRESS_OUTPUT}' is {out.dtype}, TF Serving needs DT_FLOAT"
+                )
+            problems += _rank_problem(
+                REGRESS_OUTPUT,
+                out,
+                "[batch] or [batch, 1]",
+                lambda s: len(s) == 1 or (len(s) == 2 and s[1] == 1),
+            )
+            if len(sig.outputs) > 1:
+                problems.append(
+                    f"{len(sig.outputs)} outputs {sorted(sig.outputs)}; TF Serving's Regress "
+                    f"refuses more than one (only '{REGRESS_OUTPUT}')"
+                )
     return Check(
         "example_outputs",
         not problems,

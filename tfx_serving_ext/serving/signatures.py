@@ -23,7 +23,9 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 METHODS = {"predict": PREDICT_METHOD, "classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}
 METHOD_KINDS = {method: kind for kind, method in METHODS.items()}
-# Output keys TF Serving looks up for classify / regress signatures (signature_constants).
+# The input and output keys TF Serving looks up for classify / regress signatures
+# (signature_constants; classifier.cc and regressor.cc refuse a signature without them).
+EXAMPLE_INPUT = "inputs"
 CLASSIFY_OUTPUTS = {"classes": "DT_STRING", "scores": "DT_FLOAT"}
 REGRESS_OUTPUT = "outputs"
 # The dtypes TF Serving's REST API converts from and to JSON (util/json_tensor.cc); anything
