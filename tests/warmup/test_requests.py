@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -89,3 +91,62 @@ def test_penguin_model_requests(penguin_model_dir, penguin_examples):
         "body_mass_g",
     }
     assert len(requests) == 6
+
+
+def _save_tf1_example_signature(export_dir, method: str, input_key: str, outputs: dict) -> None:
+    """Saves a TF1 SavedModel whose one signature parses float `x` from serialized Examples.
+
+    `outputs` maps an output key to "y" ([batch, 1] float), "flat" ([batch] float) or "wide"
+    ([batch, 2] float).
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        serialized = v1.placeholder(tf.string, [None], name="tf_example")
+        x = v1.parse_example(serialized, {"x": v1.FixedLenFeature([1], tf.float32)})["x"]
+        tensors = {"y": x * 0.5 + 2.0, "flat": tf.reshape(x, [-1]), "wide": tf.concat([x, x], 1)}
+        info = v1.saved_model.utils.build_tensor_info
+        signature = v1.saved_model.signature_def_utils.build_signature_def(
+            {input_key: info(serialized)},
+            {key: info(tensors[kind]) for key, kind in outputs.items()},
+            f"tensorflow/serving/{method}",
+        )
+        with v1.Session(graph=graph) as session:
+            builder = v1.saved_model.Builder(str(export_dir))
+            builder.add_meta_graph_and_variables(
+                session, ["serve"], signature_def_map={"serving_default": signature}
+            )
+            builder.save()
+
+
+@pytest.mark.parametrize(
+    ("method", "input_key", "outputs", "expected"),
+    [
+        ("classify", "examples", {"scores": "y"}, "needs exactly one, named 'inputs'"),
+        ("classify", "inputs", {"scores": "flat"}, "'scores' as float32[1] for 1 example(s)"),
+        ("regress", "inputs", {"outputs": "wide"}, "'outputs' as float32[1, 2] for 1 example"),
+        ("regress", "inputs", {"outputs": "y", "extra": "y"}, "has 2 outputs"),
+    ],
+)
+def test_replay_refuses_example_requests_tf_serving_would_refuse(
+    tmp_path, method, input_key, outputs, expected
+):
+    from tfx_serving_ext.serving.local_model import LocalModel, RequestFailed
+
+    _save_tf1_example_signature(tmp_path / "m", method, input_key, outputs)
+    defs = read_signature_defs(tmp_path / "m")
+    model = LocalModel(tmp_path / "m")
+    (request,) = build_requests(defs, make_examples([2.0]), "m")
+    with pytest.raises(RequestFailed, match=re.escape(expected)):
+        model.run(request)
+
+
+def test_replay_answers_example_requests_tf_serving_accepts(tmp_path):
+    from tfx_serving_ext.serving.local_model import LocalModel
+
+    _save_tf1_example_signature(tmp_path / "m", "regress", "inputs", {"outputs": "y"})
+    (request,) = build_requests(read_signature_defs(tmp_path / "m"), make_examples([2.0]), "m")
+    outputs = LocalModel(tmp_path / "m").run(request)
+    assert outputs["outputs"].numpy().tolist() == [[3.0]]

@@ -16,6 +16,7 @@ from tensorflow.core.example import example_pb2
 
 from tfx_serving_ext.serving.requests import RequestForSignature
 from tfx_serving_ext.serving.saved_model import SERVE_TAG
+from tfx_serving_ext.serving.signatures import EXAMPLE_INPUT
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +66,10 @@ class LocalModel:
                 outputs = function(**feeds)
                 wanted = list(item.request.output_filter)
                 return {k: v for k, v in outputs.items() if not wanted or k in wanted}
-            (key,) = function.structured_input_signature[1]
+            key = _example_input_key(item, function)
             serialized = [e.SerializeToString() for e in _examples(item.request.input)]
             outputs = function(**{key: tf.constant(serialized, dtype=tf.string)})
-            keys = ("classes", "scores") if item.kind == "classify" else ("outputs",)
-            found = {k: v for k, v in outputs.items() if k in keys}
-            if not found:
-                raise RequestFailed(
-                    f"{item.kind} signature '{item.signature_name}' returned {sorted(outputs)}, "
-                    f"none of {list(keys)}"
-                )
-            return found
+            return _example_outputs(item, outputs, len(serialized))
         except RequestFailed:
             raise
         except Exception as exc:  # TF raises InvalidArgumentError, TypeError, ValueError, ...
@@ -83,6 +77,49 @@ class LocalModel:
                 f"{item.kind} request to signature '{item.signature_name}' failed: "
                 f"{type(exc).__name__}: {_first_line(exc)}"
             ) from exc
+
+
+def _example_input_key(item: RequestForSignature, function) -> str:
+    """Returns the signature's single input, which TF Serving requires to be named `inputs`."""
+    keys = sorted(function.structured_input_signature[1])
+    if keys != [EXAMPLE_INPUT]:
+        raise RequestFailed(
+            f"{item.kind} signature '{item.signature_name}' has inputs {keys}; TF Serving's "
+            f"{item.kind.capitalize()} needs exactly one, named '{EXAMPLE_INPUT}', and refuses "
+            "the request otherwise"
+        )
+    return EXAMPLE_INPUT
+
+
+def _example_outputs(item: RequestForSignature, outputs, batch: int) -> dict:
+    """Returns the outputs TF Serving reads, checked as classifier.cc / regressor.cc check them."""
+    import tensorflow as tf
+
+    where = f"{item.kind} signature '{item.signature_name}'"
+    if item.kind == "classify":
+        wanted = {"classes": tf.string, "scores": tf.float32}
+        if len(outputs) > 2:
+            raise RequestFailed(f"{where} has {len(outputs)} outputs; TF Serving allows 1 or 2")
+    else:
+        wanted = {"outputs": tf.float32}
+        if len(outputs) != 1:
+            raise RequestFailed(f"{where} has {len(outputs)} outputs; TF Serving allows 1")
+    found = {k: v for k, v in outputs.items() if k in wanted}
+    if not found:
+        raise RequestFailed(f"{where} returned {sorted(outputs)}, none of {sorted(wanted)}")
+    for key, tensor in found.items():
+        shape = list(tensor.shape)
+        if item.kind == "classify":
+            shape_ok = len(shape) == 2
+        else:
+            shape_ok = len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+        if tensor.dtype != wanted[key] or not shape_ok or (shape and shape[0] != batch):
+            raise RequestFailed(
+                f"{where} returned '{key}' as {tensor.dtype.name}{shape} for {batch} example(s); "
+                f"TF Serving needs {wanted[key].name} "
+                + ("[batch, classes]" if item.kind == "classify" else "[batch] or [batch, 1]")
+            )
+    return found
 
 
 def _examples(model_input) -> list[example_pb2.Example]:
