@@ -7,6 +7,7 @@ import pytest
 from tfx_serving_ext.serving.model_validation import validate_model
 from tfx_serving_ext.serving.saved_model import SavedModelError
 from tfx_serving_ext.serving.signatures import (
+    METHODS,
     BreakingChangePolicy,
     ContractError,
     ServingContract,
@@ -215,3 +216,18 @@ def test_classify_and_regress_signatures_tf_serving_runs_pass(method, outputs):
         {"serving_default": _example_signature(method, _EXAMPLES_IN, outputs)}
     )
     assert all(c.passed for c in checks), [c.message for c in checks if not c.passed]
+
+
+def test_a_dense_input_becoming_sparse_is_refused():
+    from tfx_serving_ext.serving.signature_checks import compare_signatures
+    from tfx_serving_ext.serving.signatures import SignatureSummary, TensorSummary
+
+    def signature(encoding):
+        inputs = {"x": TensorSummary("DT_FLOAT", (-1, 4), encoding)}
+        return {"s": SignatureSummary("s", METHODS["predict"], inputs, {})}
+
+    checks = compare_signatures(signature("dense"), signature("sparse"))
+    failed = [c.message for c in checks if not c.passed]
+    assert failed == [
+        "input 'x' changed from a dense to a sparse tensor, which existing clients do not send"
+    ]

@@ -353,6 +353,17 @@ def _compare_tensors(name, side, old: SignatureSummary, new: SignatureSummary, p
                     name,
                 )
             )
+        if before.encoding != after.encoding:
+            checks.append(
+                _change(
+                    "encoding_changed",
+                    policy.dtype_change,
+                    f"{side} '{key}' changed from a {before.encoding} to a {after.encoding} "
+                    "tensor, which existing clients "
+                    + ("do not send" if side == "input" else "do not expect"),
+                    name,
+                )
+            )
         ok = (
             shapes_compatible(after.shape, before.shape)
             if side == "input"
