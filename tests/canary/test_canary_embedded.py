@@ -210,3 +210,46 @@ def test_subprocess_backend_blesses_and_leaves_no_process(canary_models, penguin
     assert result.blessed, report["verdict"]
     assert report["backend"]["description"].startswith("EmbeddedSubprocessBackend(pid=")
     assert_port_closed(report["backend"]["endpoint"])
+
+
+def test_baseline_that_does_not_load_refuses_unless_baseline_thresholds_are_off(
+    canary_models, penguin_records, tmp_path
+):
+    """No threshold against the baseline passes on a comparison that was never made."""
+    import shutil
+
+    from tfx_serving_ext.testing.failing_warmup import plant_failing_warmup_request
+
+    baseline = tmp_path / "baseline"
+    shutil.copytree(canary_models["good"], baseline)
+    plant_failing_warmup_request(baseline)
+
+    strict = run_canary(
+        canary_models["good"],
+        baseline_dir=baseline,
+        examples=penguin_records,
+        output_dir=tmp_path / "strict",
+        config=_config(),
+        validation_spec=FAST,
+    )
+    assert not strict.blessed
+    (reason,) = _report(tmp_path / "strict")["verdict"]["reasons"]
+    assert "the baseline (what serves now) did not become available" in reason
+
+    absolute_only = {
+        "max_p50_ratio": None,
+        "max_p99_ratio": None,
+        "min_top_class_agreement": None,
+        "max_mean_abs_diff": None,
+    }
+    relaxed = run_canary(
+        canary_models["good"],
+        baseline_dir=baseline,
+        examples=penguin_records,
+        output_dir=tmp_path / "relaxed",
+        config=_config(thresholds=absolute_only),
+        validation_spec=FAST,
+    )
+    assert relaxed.blessed
+    notes = _report(tmp_path / "relaxed")["verdict"]["notes"]
+    assert any("the baseline was not available" in n for n in notes), notes

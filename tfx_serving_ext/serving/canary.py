@@ -366,6 +366,15 @@ def _judge(run: _Run, config: CanaryConfig, plans, report: dict, notes: list[str
     if run.load_error:
         return refuse(f"the candidate did not load: {run.load_error}", notes=notes)
     if run.baseline_unavailable:
+        # As for a baseline that answers nothing: no threshold passes on a comparison not made.
+        if config.thresholds.compares_with_baseline:
+            return refuse(
+                f"the baseline (what serves now) did not become available in the canary's server "
+                f"({run.baseline_unavailable}), so the candidate could not be compared with it; "
+                "to judge on absolute thresholds alone, set max_p50_ratio, max_p99_ratio, "
+                "min_top_class_agreement and max_mean_abs_diff to null",
+                notes=notes,
+            )
         notes.append(
             f"the baseline was not available ({run.baseline_unavailable}); only absolute "
             "thresholds were applied"

@@ -44,6 +44,19 @@ class CanaryThresholds:
             if value is not None and value > 1:
                 raise ThresholdsError(f"{name} is a share between 0 and 1, got {value}")
 
+    @property
+    def compares_with_baseline(self) -> bool:
+        """Returns True when any threshold judges the candidate against the baseline."""
+        return any(
+            value is not None
+            for value in (
+                self.max_p50_ratio,
+                self.max_p99_ratio,
+                self.min_top_class_agreement,
+                self.max_mean_abs_diff,
+            )
+        )
+
     @classmethod
     def from_value(cls, value: CanaryThresholds | Mapping[str, Any] | str | None):
         """Returns thresholds from themselves, a dict, JSON, or None (the defaults).
@@ -145,10 +158,7 @@ def judge(
                 "the candidate answered none of its requests: nothing about it was measured",
             )
         )
-    compares = any(
-        v is not None
-        for v in (t.max_p50_ratio, t.max_p99_ratio, t.min_top_class_agreement, t.max_mean_abs_diff)
-    )
+    compares = t.compares_with_baseline
     if baseline_error_rate is not None and baseline_error_rate >= 1.0 and compares:
         checks.append(
             Check(
