@@ -17,6 +17,7 @@ package installed on the TFX base image). On KFP:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -33,8 +34,13 @@ def compile_pipeline(
     pipeline_root: str = "gs://YOUR-BUCKET/tfx-serving-ext",
     data_root: str = "/opt/tfx-serving-ext/pipelines/penguin/data",
     serving_volume: str = "/serving",
+    cloud_run: dict | None = None,
 ) -> Path:
-    """Writes the KFP v2 pipeline JSON to `output`; returns its path."""
+    """Writes the KFP v2 pipeline JSON to `output`; returns its path.
+
+    With `cloud_run` (CloudRunConfig fields), the pusher deploys to Cloud Run instead of
+    publishing to the serving volume.
+    """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
     from tfx.proto import infra_validator_pb2
 
@@ -52,6 +58,8 @@ def compile_pipeline(
             metadata_path=None,
             pipeline_name=PIPELINE_NAME,
             baseline="latest_blessed",
+            push_target="cloud_run" if cloud_run else "serving_volume",
+            cloud_run=cloud_run,
             canary_backend="kubernetes",
             canary_serving_spec=infra_validator_pb2.ServingSpec(
                 model_name="penguin",
@@ -70,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pipeline-root", default="gs://YOUR-BUCKET/tfx-serving-ext")
     parser.add_argument("--data-root", default="/opt/tfx-serving-ext/pipelines/penguin/data")
     parser.add_argument("--serving-volume", default="/serving")
+    parser.add_argument(
+        "--cloud-run-config",
+        help="JSON file of CloudRunConfig fields: push to Cloud Run instead of the serving volume",
+    )
     args = parser.parse_args(argv)
     path = compile_pipeline(
         args.output,
@@ -77,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         pipeline_root=args.pipeline_root,
         data_root=args.data_root,
         serving_volume=args.serving_volume,
+        cloud_run=json.loads(Path(args.cloud_run_config).read_text())
+        if args.cloud_run_config
+        else None,
     )
     print(f"Wrote {path}")
 

@@ -49,6 +49,30 @@ def test_kubeflow_v2_runner_compiles_the_whole_chain(tmp_path):
     assert "baseline" in canary_task["inputs"]["artifacts"]
 
 
+def test_cloud_run_variant_compiles_with_the_pusher_deploying_to_cloud_run(tmp_path):
+    from pipelines.penguin.kubeflow_v2_runner import compile_pipeline
+
+    cloud_run = {
+        "image_repository": "europe-docker.pkg.dev/proj/models/penguin",
+        "project": "proj",
+        "region": "europe-west1",
+        "service": "penguin",
+        "model_name": "penguin",
+        "traffic_percent": 10,
+    }
+    output = compile_pipeline(tmp_path / "penguin-cloud-run.json", cloud_run=cloud_run)
+    pusher = json.loads(output.read_text())["pipelineSpec"]["root"]["dag"]["tasks"]["ServingPusher"]
+    parameters = pusher["inputs"]["parameters"]
+
+    def constant(name):
+        return parameters[name]["runtimeValue"]["constantValue"]["stringValue"]
+
+    assert constant("destination") == "cloud_run"
+    pushed_config = json.loads(constant("push_destination"))
+    assert pushed_config["service"] == "penguin"
+    assert pushed_config["traffic_percent"] == 10
+
+
 @pytest.mark.slow
 def test_tfx_cli_creates_and_runs_the_pipeline(tmp_path):
     env = {
