@@ -11,7 +11,7 @@ setup:
 	$(UV) sync --python $(PYTHON)
 
 demo: setup
-	$(RUN) tfx-serving-ext demo
+	$(RUN) python -m pipelines.penguin.demo
 
 test: setup
 	$(RUN) pytest

@@ -44,8 +44,8 @@ def plain_loop_throughput(model_dir: Path, records: list[bytes], seconds: float)
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     measure = _server_harness()
     request = predict_pb2.PredictRequest()
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from tfx.proto import infra_validator_pb2
 
-    from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
-    from tfx_serving_ext.testing.penguin import penguin_examples, train_penguin_model
+    from tests.support.penguin import penguin_examples, train_penguin_model
+    from tfx_serving_ext.canary.run import CanaryConfig, run_canary
 
     began = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="canary-bench-"))

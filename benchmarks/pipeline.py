@@ -51,7 +51,7 @@ class AvailabilityWatcher(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        from tfx_serving_ext.serving.client import ServingClient, ServingError
+        from tfx_serving_ext.client.client import ServingClient, ServingError
 
         with ServingClient(self.address, timeout=5.0) as client:
             while not self._halt.is_set():
@@ -124,8 +124,8 @@ def docker_daemon() -> str | None:
 
 
 def start_server(base: Path, poll: float):
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     server = ModelServer(
         ServerOptions(

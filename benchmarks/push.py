@@ -101,11 +101,11 @@ def time_stock(work: Path, model, repeats: int) -> list[float]:
 
 
 def time_ours(work: Path, model, saved_model_dir: Path, repeats: int, poll: float) -> dict:
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.components.serving_pusher import executor as ours
+    from tfx_serving_ext.publish import volume
+    from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving import volume
-    from tfx_serving_ext.serving.client import ServingClient
-    from tfx_serving_ext.serving.push import VolumePushConfig, push_to_volume
 
     base = work / "our_serving"
     volume.publish_version(saved_model_dir, base)  # what is being served before the pushes
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=1.0, help="server file system poll (s)")
     args = parser.parse_args()
 
-    from tfx_serving_ext.testing.penguin import train_penguin_model
+    from tests.support.penguin import train_penguin_model
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:

@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
-    from tfx_serving_ext.serving.client import ServingClient
-    from tfx_serving_ext.testing.penguin import penguin_examples, train_penguin_model
+    from tests.support.penguin import penguin_examples, train_penguin_model
+    from tfx_serving_ext.client.client import ServingClient
 
     work = Path(tempfile.mkdtemp(prefix="server-bench-"))
     try:

@@ -46,7 +46,7 @@ def synthesize_examples(root: Path, count: int, seed: int = 0) -> Path:
     """Writes `count` penguin-like examples (real rows plus noise) as an Examples artifact."""
     import tensorflow as tf
 
-    from tfx_serving_ext.testing.penguin import penguin_examples
+    from tests.support.penguin import penguin_examples
 
     rng = np.random.default_rng(seed)
     base = penguin_examples()
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from tfx_serving_ext.serving.client import ServingClient
-    from tfx_serving_ext.testing.penguin import penguin_examples, train_penguin_model
+    from tests.support.penguin import penguin_examples, train_penguin_model
+    from tfx_serving_ext.client.client import ServingClient
 
     harness = _server_harness()
     work = Path(tempfile.mkdtemp(prefix="warmup-bench-"))

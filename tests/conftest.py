@@ -22,7 +22,7 @@ def penguin_csv() -> Path:
 @pytest.fixture(scope="session")
 def penguin_model_dir(tmp_path_factory) -> Path:
     """A trained penguin SavedModel directory (trained once per test session; do not modify)."""
-    from tfx_serving_ext.testing.penguin import train_penguin_model
+    from tests.support.penguin import train_penguin_model
 
     return train_penguin_model(tmp_path_factory.mktemp("penguin_model") / "saved_model", seed=0)
 
@@ -30,6 +30,6 @@ def penguin_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def penguin_examples(penguin_csv) -> list:
     """Every penguin as a `tf.train.Example` with its features and `species` label."""
-    from tfx_serving_ext.testing.penguin import penguin_examples
+    from tests.support.penguin import penguin_examples
 
     return penguin_examples(penguin_csv)

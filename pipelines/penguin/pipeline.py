@@ -11,20 +11,18 @@ The pusher publishes to a serving volume (TF Serving's model_base_path) or, with
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from tfx.components import CsvExampleGen
-from tfx.dsl.components.common.resolver import Resolver
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
+from tfx.dsl.components.base.base_node import BaseNode
 from tfx.orchestration import metadata, pipeline
 from tfx.proto import infra_validator_pb2
-from tfx.types import Channel, standard_artifacts
+from tfx.types import Channel
 
 from pipelines.penguin import model as penguin_model
 from pipelines.penguin.trainer import PenguinTrainer
-from tfx_serving_ext.components.latest_pushed_model import LatestPushedModelStrategy
+from tfx_serving_ext.components.baseline import baseline_resolver
 from tfx_serving_ext.components.serving_canary import ServingCanary
 from tfx_serving_ext.components.serving_pusher import ServingPusher
 from tfx_serving_ext.components.signature_validator import SignatureValidator
@@ -57,28 +55,6 @@ PENGUIN_CONTRACT = {
 PENGUIN_CANARY_THRESHOLDS: dict[str, float | None] = {"ratio_slack_ms": 10.0}
 
 
-def baseline_resolver(kind: str = "latest_pushed") -> Resolver:
-    """Returns the resolver whose `model` output is the model serving now.
-
-    `latest_pushed` follows MLMD lineage to the model of the last successful push (exact; runs
-    under LocalDagRunner and the tfx CLI). `latest_blessed` is TFX's LatestBlessedModelStrategy
-    over the SignatureValidator's blessings, the strategy KubeflowV2DagRunner can compile.
-    """
-    if kind == "latest_pushed":
-        return Resolver(
-            strategy_class=LatestPushedModelStrategy,
-            model=Channel(type=standard_artifacts.Model),
-            pushed_model=Channel(type=standard_artifacts.PushedModel),
-        ).with_id("latest_pushed_model")
-    if kind == "latest_blessed":
-        return Resolver(
-            strategy_class=LatestBlessedModelStrategy,
-            model=Channel(type=standard_artifacts.Model),
-            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-        ).with_id("latest_blessed_model")
-    raise ValueError(f"baseline must be 'latest_pushed' or 'latest_blessed', not {kind!r}")
-
-
 def create_pipeline(
     *,
     pipeline_root: str,
@@ -99,7 +75,7 @@ def create_pipeline(
     canary_thresholds: dict[str, float | None] | None = None,
     beam_pipeline_args: list[str] | None = None,
     drop_features: str = "",
-    plant_failing_warmup: bool = False,
+    before_canary: Callable[[Channel], tuple[list[BaseNode], Channel]] | None = None,
 ) -> pipeline.Pipeline:
     """Returns the penguin pipeline.
 
@@ -124,8 +100,9 @@ def create_pipeline(
         beam_pipeline_args: arguments for the Beam pipelines of Beam-based components.
         drop_features: test-only: comma-separated features the trainer leaves out of the
             `predict_features` signature (a contract-breaking retrain the validator refuses).
-        plant_failing_warmup: test-only: insert `PlantFailingWarmup` between the warmup writer
-            and the canary, so the model checked and pushed fails to load in TF Serving.
+        before_canary: a step of your own between the warmup writer and the canary: called
+            with the warmed model's channel, returns the components to add and the model
+            channel the canary and the pusher take instead.
     """
     example_gen = CsvExampleGen(input_base=os.fspath(data_root))
     examples = example_gen.outputs["examples"]
@@ -146,12 +123,9 @@ def create_pipeline(
         model=trainer.outputs["model"], examples=examples, num_examples=50, model_name=MODEL_NAME
     )
     warmed_model = warmup.outputs["warmed_model"]
-    test_only = []
-    if plant_failing_warmup:
-        from tfx_serving_ext.testing.failing_warmup import PlantFailingWarmup
-
-        test_only.append(PlantFailingWarmup(model=warmed_model))
-        warmed_model = test_only[-1].outputs["tampered_model"]
+    extra_steps: list[BaseNode] = []
+    if before_canary is not None:
+        extra_steps, warmed_model = before_canary(warmed_model)
     canary = ServingCanary(
         model=warmed_model,
         examples=examples,
@@ -194,7 +168,7 @@ def create_pipeline(
             serving_now,
             validator,
             warmup,
-            *test_only,
+            *extra_steps,
             canary,
             pusher,
         ],

@@ -18,7 +18,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model
 
 from pipelines.penguin import model as penguin_model
-from tfx_serving_ext.serving.saved_model import TRAINER_SERVING_SUBDIR
+from tfx_serving_ext.protocol.saved_model import TRAINER_SERVING_SUBDIR
 
 logger = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ import pytest
 from kubernetes import client as k8s
 from tfx.proto import infra_validator_pb2
 
-from tfx_serving_ext.serving.backends import BackendError, CanaryModels, choose_backend
-from tfx_serving_ext.serving.backends.docker import (
+from tfx_serving_ext.canary.backends import BackendError, CanaryModels, choose_backend
+from tfx_serving_ext.canary.backends.docker import (
     build_container_spec,
     container_config_text,
     docker_daemon_reachable,
     serving_image,
 )
-from tfx_serving_ext.serving.backends.kubernetes import build_pod_manifest, find_claim_for_path
+from tfx_serving_ext.canary.backends.kubernetes import build_pod_manifest, find_claim_for_path
 
 MODELS = CanaryModels("penguin", Path("/data/candidate"), Path("/data/baseline"))
 
@@ -160,7 +160,7 @@ def test_backend_choice_follows_the_serving_platform():
 
 @pytest.mark.skipif(not docker_daemon_reachable(), reason="needs a reachable Docker daemon")
 def test_live_docker_canary_blesses_the_penguin(penguin_model_dir, penguin_records, tmp_path):
-    from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
+    from tfx_serving_ext.canary.run import CanaryConfig, run_canary
 
     spec = _spec(local_docker={})
     spec.tensorflow_serving.tags[:] = [os.environ.get("TF_SERVING_TAG", "2.19.1")]

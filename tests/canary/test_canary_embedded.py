@@ -11,7 +11,7 @@ import threading
 import pytest
 from tfx.proto import infra_validator_pb2
 
-from tfx_serving_ext.serving.canary import CanaryConfig, CanaryInterrupted, run_canary
+from tfx_serving_ext.canary.run import CanaryConfig, CanaryInterrupted, run_canary
 
 FAST = infra_validator_pb2.ValidationSpec(max_loading_time_seconds=60, num_tries=1)
 
@@ -218,7 +218,7 @@ def test_baseline_that_does_not_load_refuses_unless_baseline_thresholds_are_off(
     """No threshold against the baseline passes on a comparison that was never made."""
     import shutil
 
-    from tfx_serving_ext.testing.failing_warmup import plant_failing_warmup_request
+    from tests.support.failing_warmup import plant_failing_warmup_request
 
     baseline = tmp_path / "baseline"
     shutil.copytree(canary_models["good"], baseline)

@@ -6,9 +6,9 @@ import json
 
 from tfx.proto import infra_validator_pb2
 
+from tfx_serving_ext.canary.run import CanaryConfig, run_canary
+from tfx_serving_ext.publish import volume
 from tfx_serving_ext.server import ModelServer, ServerOptions
-from tfx_serving_ext.serving import volume
-from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
 
 
 def test_candidate_published_to_the_volume_is_compared_with_what_serves(

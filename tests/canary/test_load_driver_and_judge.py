@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tensorflow.core.protobuf import meta_graph_pb2
 
-from tfx_serving_ext.serving.canary_compare import compare_outputs, plan_comparison
-from tfx_serving_ext.serving.canary_judge import CanaryThresholds, ThresholdsError, judge
-from tfx_serving_ext.serving.load_driver import RequestRecord, Target, drive_load, latency_summary
+from tfx_serving_ext.canary.compare import compare_outputs, plan_comparison
+from tfx_serving_ext.canary.judge import CanaryThresholds, ThresholdsError, judge
+from tfx_serving_ext.canary.load_driver import RequestRecord, Target, drive_load, latency_summary
 
 
 class FakeServer:

@@ -143,8 +143,8 @@ def test_canary_compiles_into_a_kfp_v2_pipeline(tmp_path):
     "bad", [{"num_requests": 0}, {"max_seconds": 0}, {"thresholds": {"max_p99": 2}}]
 )
 def test_component_refuses_a_bad_config_at_construction(bad):
-    from tfx_serving_ext.serving.canary import CanaryConfigError
-    from tfx_serving_ext.serving.canary_judge import ThresholdsError
+    from tfx_serving_ext.canary.judge import ThresholdsError
+    from tfx_serving_ext.canary.run import CanaryConfigError
 
     model = Importer(source_uri="/m", artifact_type=standard_artifacts.Model).with_id("m")
     with pytest.raises((CanaryConfigError, ThresholdsError)):

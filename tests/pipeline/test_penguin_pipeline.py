@@ -10,18 +10,21 @@ import numpy as np
 import pytest
 
 from pipelines.penguin import model as penguin_model
-from tfx_serving_ext.serving.saved_model import find_serving_model_dir, read_signature_defs
-from tfx_serving_ext.serving.volume import list_versions
+from tfx_serving_ext.protocol.saved_model import find_serving_model_dir, read_signature_defs
+from tfx_serving_ext.publish.volume import list_versions
 
 CLI = [sys.executable, "-m", "tfx_serving_ext.cli"]
+DEMO = [sys.executable, "-m", "pipelines.penguin.demo"]  # run from the repository root
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """Runs `tfx-serving-ext demo` (the pipeline under LocalDagRunner) once for this module."""
+    """Runs `make demo`'s command (the pipeline under LocalDagRunner) once for this module."""
     workdir = tmp_path_factory.mktemp("demo")
     completed = subprocess.run(
-        [*CLI, "demo", "--workdir", str(workdir)],
+        [*DEMO, "--workdir", str(workdir)],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=600,
@@ -109,7 +112,9 @@ def test_cli_version_and_demo_help():
     version = subprocess.run([*CLI, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"tfx-serving-ext {__version__}"
     assert __version__ != "0.0.0+unknown"
-    demo_help = subprocess.run([*CLI, "demo", "--help"], capture_output=True, text=True, check=True)
+    demo_help = subprocess.run(
+        [*DEMO, "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert "--workdir" in demo_help.stdout
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tfx_serving_ext.serving.volume import list_versions
+from tfx_serving_ext.publish.volume import list_versions
 
 REPO = Path(__file__).resolve().parents[2]
 TFX_CLI = Path(sys.executable).with_name("tfx")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import shutil
 
-from tfx_serving_ext.serving import volume
-from tfx_serving_ext.serving.client import VersionStatus
-from tfx_serving_ext.serving.errors import ServerUnreachable, ServingTimeout
-from tfx_serving_ext.serving.push import VolumePushConfig, push_to_volume
+from tfx_serving_ext.client.client import VersionStatus
+from tfx_serving_ext.protocol.errors import ServerUnreachable, ServingTimeout
+from tfx_serving_ext.publish import volume
+from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
 
 
 class ScriptedClient:

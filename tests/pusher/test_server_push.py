@@ -17,8 +17,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests.pusher.conftest import model_artifact
-from tfx_serving_ext.serving import volume
-from tfx_serving_ext.serving.push import VolumePushConfig, push_to_volume
+from tfx_serving_ext.publish import volume
+from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
 
 MODEL = "m"
 
@@ -34,7 +34,7 @@ class RequestStream(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        from tfx_serving_ext.serving.client import ServingClient
+        from tfx_serving_ext.client.client import ServingClient
 
         with ServingClient(self.address) as client:
             while not self._halt.is_set():
@@ -59,8 +59,8 @@ class RequestStream(threading.Thread):
 @pytest.fixture
 def served(tmp_path, half_plus_two_dir):
     """Version 1 (y = 0.5x + 2) on a volume, an embedded server polling it, a request stream."""
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     base = tmp_path / "serving"
     volume.publish_version(half_plus_two_dir, base)
@@ -219,7 +219,7 @@ def test_push_killed_mid_copy_leaves_server_on_old_version_and_next_push_cleans_
     script = textwrap.dedent(
         """
         import sys, time
-        from tfx_serving_ext.serving import volume
+        from tfx_serving_ext.publish import volume
         def slow(done, total):
             if done >= total // 2:
                 print("halfway", flush=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tfx_serving_ext.serving import model_config, volume
+from tfx_serving_ext.protocol import model_config
+from tfx_serving_ext.publish import volume
 
 
 def make_tree(path: Path, marker: str, big_bytes: int = 0) -> Path:
@@ -68,7 +69,7 @@ def test_concurrent_publishers_in_separate_processes_get_distinct_complete_versi
     script = textwrap.dedent(
         """
         import sys, time
-        from tfx_serving_ext.serving import volume
+        from tfx_serving_ext.publish import volume
         start = float(sys.argv[3])
         while time.time() < start:
             time.sleep(0.001)
@@ -209,7 +210,7 @@ def test_model_config_labels_are_rewritten_atomically(tmp_path):
 
 
 def test_push_config_is_parsed_from_json_and_validated(tmp_path):
-    from tfx_serving_ext.serving.push import PushConfigError, VolumePushConfig
+    from tfx_serving_ext.publish.push import PushConfigError, VolumePushConfig
 
     config = VolumePushConfig.from_json(
         json.dumps({"base_directory": str(tmp_path), "model_name": "penguin", "keep_versions": 3})

@@ -94,7 +94,7 @@ class Traffic(threading.Thread):
     def run(self) -> None:
         from pipelines.penguin import DATA_DIR
         from pipelines.penguin import model as penguin_model
-        from tfx_serving_ext.serving.client import ServingClient
+        from tfx_serving_ext.client.client import ServingClient
 
         features, _ = penguin_model.read_csv(DATA_DIR / "penguins.csv")
         deadline = time.monotonic() + self.max_seconds
@@ -146,7 +146,7 @@ class Served:
 
     def served_version(self) -> int:
         """Returns the newest version the server reports AVAILABLE."""
-        from tfx_serving_ext.serving.client import ServingClient
+        from tfx_serving_ext.client.client import ServingClient
 
         with ServingClient(self.server.grpc_address) as client:
             statuses = client.model_status(MODEL_NAME)
@@ -158,7 +158,7 @@ class Served:
 @pytest.fixture(scope="session")
 def first_run(tmp_path_factory) -> PenguinHome:
     """A pipeline run with seed 0 that pushed version 1 (shared; copy it, do not modify it)."""
-    from tfx_serving_ext.serving.volume import list_versions
+    from tfx_serving_ext.publish.volume import list_versions
 
     home = PenguinHome(tmp_path_factory.mktemp("first_run"))
     home.run_pipeline(seed=0)
@@ -179,8 +179,8 @@ def penguin_home(first_run, tmp_path) -> PenguinHome:
 @pytest.fixture
 def served(penguin_home):
     """The embedded server on the test's volume (on version 1) and a client sending to it."""
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     options = ServerOptions(
         model_name=MODEL_NAME,

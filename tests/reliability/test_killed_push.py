@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import pushed_models
-from tfx_serving_ext.serving.volume import STAGING_PREFIX, list_versions
+from tfx_serving_ext.publish.volume import STAGING_PREFIX, list_versions
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).parents[2]
 STALLED_PIPELINE = textwrap.dedent(
     """
     import json, sys, time
-    from tfx_serving_ext.serving import volume
+    from tfx_serving_ext.publish import volume
 
     publish_version = volume.publish_version
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from tests.reliability.conftest import pushed_models
-from tfx_serving_ext.serving.volume import list_versions
+from tests.support.failing_warmup import plant_failing_warmup_step
+from tfx_serving_ext.publish.volume import list_versions
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,9 @@ def test_retrain_that_removes_an_input_is_refused_by_the_validator(served):
 
 def test_model_whose_warmup_fails_in_serving_is_refused_by_the_canary(served):
     home = served.home
-    home.run_pipeline(1, plant_failing_warmup=True, server_address=served.server.grpc_address)
+    home.run_pipeline(
+        1, before_canary=plant_failing_warmup_step, server_address=served.server.grpc_address
+    )
     served.traffic.wait_for_version(1, count=50)
     log = served.traffic.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.reliability.conftest import pushed_models
-from tfx_serving_ext.serving.volume import list_versions
+from tfx_serving_ext.publish.volume import list_versions
 
 pytestmark = pytest.mark.slow
 

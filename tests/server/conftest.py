@@ -73,7 +73,7 @@ def predict_log(inputs: dict, signature_name: str = "serving_default"):
     import numpy as np
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from tfx_serving_ext.serving.tensors import ndarray_to_tensor_proto
+    from tfx_serving_ext.protocol.tensors import ndarray_to_tensor_proto
 
     log = prediction_log_pb2.PredictionLog()
     request = log.predict_log.request
@@ -99,8 +99,8 @@ def example(**features):
 @pytest.fixture(scope="module")
 def hpt_server(tmp_path_factory, half_plus_two_dir):
     """A ModelServer serving half_plus_two at version 00000123 (both APIs, short polls)."""
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     base = tmp_path_factory.mktemp("hpt_base")
     publish(half_plus_two_dir, base, 123, name="00000123")
@@ -123,7 +123,7 @@ def hpt_server(tmp_path_factory, half_plus_two_dir):
 
 @pytest.fixture(scope="module")
 def grpc_client(hpt_server):
-    from tfx_serving_ext.serving.client import ServingClient
+    from tfx_serving_ext.client.client import ServingClient
 
     with ServingClient(hpt_server.grpc_address, timeout=30) as client:
         yield client
@@ -131,7 +131,7 @@ def grpc_client(hpt_server):
 
 @pytest.fixture(scope="module")
 def rest_client(hpt_server):
-    from tfx_serving_ext.serving.client import ServingClient
+    from tfx_serving_ext.client.client import ServingClient
 
     with ServingClient(hpt_server.rest_url, protocol="rest", timeout=30) as client:
         yield client

@@ -14,7 +14,7 @@ from tensorflow_serving.apis import (
 )
 
 from tests.server.conftest import HPT, example
-from tfx_serving_ext.serving.client import ServingError
+from tfx_serving_ext.client.client import ServingError
 
 
 def test_status_reports_version_123_available(grpc_client):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.server.conftest import HPT, example
-from tfx_serving_ext.serving.client import ServingError
+from tfx_serving_ext.client.client import ServingError
 
 
 def call(server, method: str, path: str, body: str | bytes | None = None):
@@ -145,8 +145,8 @@ def test_b64_strings_in_and_out(tmp_path, hpt_server):
     import tensorflow as tf
 
     from tests.server.conftest import publish
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     class Echo(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])

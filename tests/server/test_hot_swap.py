@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from tests.server.conftest import HPT, publish
+from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.server import ModelServer, ServerOptions
-from tfx_serving_ext.serving.client import ServingClient
 
 
 def test_swap_and_rollback_under_load_loses_no_request(tmp_path, half_plus_two_dir):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tests.server.conftest import publish
+from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.server import ModelServer, ServerOptions
-from tfx_serving_ext.serving.client import ServingClient
 
 FEATURES = ["culmen_length_mm", "culmen_depth_mm", "flipper_length_mm", "body_mass_g"]
 

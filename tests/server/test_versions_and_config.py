@@ -9,9 +9,9 @@ import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
 from tests.server.conftest import HPT, publish
+from tfx_serving_ext.client.client import ServingClient, ServingError, VersionLoadFailed
+from tfx_serving_ext.protocol.model_config import ModelConfigError
 from tfx_serving_ext.server import ModelServer, ServerOptions
-from tfx_serving_ext.server.config import ModelConfigError
-from tfx_serving_ext.serving.client import ServingClient, ServingError, VersionLoadFailed
 
 FAST = {
     "file_system_poll_wait_seconds": 0.1,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.server.conftest import predict_log, publish, write_warmup
+from tfx_serving_ext.client.client import ServingClient, VersionLoadFailed
 from tfx_serving_ext.server import ModelServer, ServerOptions
-from tfx_serving_ext.serving.client import ServingClient, VersionLoadFailed
 
 FAST = {
     "file_system_poll_wait_seconds": 0.1,

@@ -9,7 +9,7 @@ import pytest
 from tfx.types import standard_artifacts
 
 from tfx_serving_ext.components.signature_validator import executor as validator
-from tfx_serving_ext.serving.saved_model import SavedModelError
+from tfx_serving_ext.protocol.saved_model import SavedModelError
 
 
 def write_examples_artifact(root: Path, records: list[bytes]) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 
-from tfx_serving_ext.serving.volume import list_versions
+from tfx_serving_ext.publish.volume import list_versions
 
 
 def test_stock_pusher_pushes_blessed_and_refuses_not_blessed(tmp_path, toy_models):

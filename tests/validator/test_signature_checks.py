@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tfx_serving_ext.serving.model_validation import validate_model
-from tfx_serving_ext.serving.saved_model import SavedModelError
-from tfx_serving_ext.serving.signatures import (
+from tfx_serving_ext.checks.model_validation import validate_model
+from tfx_serving_ext.protocol.saved_model import SavedModelError
+from tfx_serving_ext.protocol.signatures import (
     METHODS,
     BreakingChangePolicy,
     ContractError,
@@ -137,7 +137,7 @@ def test_missing_tag_set_is_a_refusal(toy_models):
 
 
 def _example_signature(method: str, inputs: dict, outputs: dict):
-    from tfx_serving_ext.serving.signatures import METHODS, SignatureSummary, TensorSummary
+    from tfx_serving_ext.protocol.signatures import METHODS, SignatureSummary, TensorSummary
 
     def tensors(spec):
         return {k: TensorSummary(dtype, shape) for k, (dtype, shape) in spec.items()}
@@ -193,7 +193,7 @@ _EXAMPLES_IN = {"inputs": ("DT_STRING", (-1,))}
 def test_classify_and_regress_signatures_tf_serving_cannot_run_are_refused(
     method, inputs, outputs, expected
 ):
-    from tfx_serving_ext.serving.signature_checks import check_serving_rules
+    from tfx_serving_ext.checks.signature_checks import check_serving_rules
 
     checks = check_serving_rules({"serving_default": _example_signature(method, inputs, outputs)})
     failed = [c.message for c in checks if not c.passed]
@@ -210,7 +210,7 @@ def test_classify_and_regress_signatures_tf_serving_cannot_run_are_refused(
     ],
 )
 def test_classify_and_regress_signatures_tf_serving_runs_pass(method, outputs):
-    from tfx_serving_ext.serving.signature_checks import check_serving_rules
+    from tfx_serving_ext.checks.signature_checks import check_serving_rules
 
     checks = check_serving_rules(
         {"serving_default": _example_signature(method, _EXAMPLES_IN, outputs)}
@@ -219,8 +219,8 @@ def test_classify_and_regress_signatures_tf_serving_runs_pass(method, outputs):
 
 
 def test_a_dense_input_becoming_sparse_is_refused():
-    from tfx_serving_ext.serving.signature_checks import compare_signatures
-    from tfx_serving_ext.serving.signatures import SignatureSummary, TensorSummary
+    from tfx_serving_ext.checks.signature_checks import compare_signatures
+    from tfx_serving_ext.protocol.signatures import SignatureSummary, TensorSummary
 
     def signature(encoding):
         inputs = {"x": TensorSummary("DT_FLOAT", (-1, 4), encoding)}

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tfx_serving_ext.serving.volume import list_versions
-from tfx_serving_ext.serving.warmup import read_warmup_file
+from tfx_serving_ext.checks.warmup import read_warmup_file
+from tfx_serving_ext.publish.volume import list_versions
 
 
 @pytest.mark.slow

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 
-from tfx_serving_ext.serving.requests import (
+from tfx_serving_ext.checks.requests import (
     build_requests,
     from_prediction_log,
 )
-from tfx_serving_ext.serving.saved_model import find_serving_model_dir, read_signature_defs
+from tfx_serving_ext.protocol.saved_model import find_serving_model_dir, read_signature_defs
 from tfx_serving_ext.testing.toy_models import make_examples
 
 
@@ -133,7 +133,7 @@ def _save_tf1_example_signature(export_dir, method: str, input_key: str, outputs
 def test_replay_refuses_example_requests_tf_serving_would_refuse(
     tmp_path, method, input_key, outputs, expected
 ):
-    from tfx_serving_ext.serving.local_model import LocalModel, RequestFailed
+    from tfx_serving_ext.checks.model_runner import LocalModel, RequestFailed
 
     _save_tf1_example_signature(tmp_path / "m", method, input_key, outputs)
     defs = read_signature_defs(tmp_path / "m")
@@ -144,7 +144,7 @@ def test_replay_refuses_example_requests_tf_serving_would_refuse(
 
 
 def test_replay_answers_example_requests_tf_serving_accepts(tmp_path):
-    from tfx_serving_ext.serving.local_model import LocalModel
+    from tfx_serving_ext.checks.model_runner import LocalModel
 
     _save_tf1_example_signature(tmp_path / "m", "regress", "inputs", {"outputs": "y"})
     (request,) = build_requests(read_signature_defs(tmp_path / "m"), make_examples([2.0]), "m")

@@ -7,15 +7,15 @@ import shutil
 
 from tensorflow_serving.apis import classification_pb2
 
-from tfx_serving_ext.serving.warmup import build_warmup_model
+from tfx_serving_ext.checks.warmup import build_warmup_model
 from tfx_serving_ext.testing.toy_models import make_examples
 
 
 def test_embedded_server_loads_the_warmed_model_and_replays_the_file(
     warmup_models, tmp_path, caplog
 ):
+    from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.serving.client import ServingClient
 
     result = build_warmup_model(
         warmup_models["half_plus_two"], tmp_path / "warmed", make_examples([1.0, 2.0, 3.0, 4.0])

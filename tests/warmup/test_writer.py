@@ -7,14 +7,14 @@ import json
 import pytest
 from tfx.types import standard_artifacts
 
-from tfx_serving_ext.components.warmup_request_writer import executor as writer
-from tfx_serving_ext.serving.warmup import (
+from tfx_serving_ext.checks.warmup import (
     MAX_WARMUP_RECORDS,
     WarmupReplayError,
     build_warmup_model,
     read_warmup_file,
     warmup_file_path,
 )
+from tfx_serving_ext.components.warmup_request_writer import executor as writer
 from tfx_serving_ext.testing.toy_models import make_examples
 
 NUM_SORTED_EXAMPLES = 400  # as in conftest.sorted_examples_uri

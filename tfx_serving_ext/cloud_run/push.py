@@ -23,7 +23,7 @@ from tfx_serving_ext.cloud_run.deploy import CloudRunDeployer, revision_name
 from tfx_serving_ext.cloud_run.image_push import ClientFactory, build_and_push_image
 from tfx_serving_ext.cloud_run.knative import write_knative_manifest
 from tfx_serving_ext.cloud_run.registry import RegistryClient
-from tfx_serving_ext.serving.saved_model import find_serving_model_dir
+from tfx_serving_ext.protocol.saved_model import find_serving_model_dir
 
 logger = logging.getLogger(__name__)
 

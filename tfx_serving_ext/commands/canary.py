@@ -67,11 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tfx.proto import infra_validator_pb2
 
-    from tfx_serving_ext.serving.canary import CanaryConfig, CanaryConfigError, run_canary
-    from tfx_serving_ext.serving.canary_examples import ExamplesPathError, load_examples
-    from tfx_serving_ext.serving.canary_judge import ThresholdsError
-    from tfx_serving_ext.serving.examples import ExamplesError
-    from tfx_serving_ext.serving.saved_model import SavedModelError
+    from tfx_serving_ext.canary.examples import ExamplesPathError, load_examples
+    from tfx_serving_ext.canary.judge import ThresholdsError
+    from tfx_serving_ext.canary.run import CanaryConfig, CanaryConfigError, run_canary
+    from tfx_serving_ext.checks.examples import ExamplesError
+    from tfx_serving_ext.protocol.saved_model import SavedModelError
 
     try:
         thresholds = json.loads(args.thresholds) if args.thresholds else None

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from tfx_serving_ext.cloud_run import CloudRunConfig, CloudRunError, push_to_cloud_run
     from tfx_serving_ext.cloud_run.config import MODE_IMAGE_ONLY, MODE_KNATIVE
     from tfx_serving_ext.cloud_run.deploy import CloudRunDeployer
-    from tfx_serving_ext.serving.saved_model import SavedModelError
+    from tfx_serving_ext.protocol.saved_model import SavedModelError
 
     try:
         if args.action in ("build", "deploy"):

@@ -30,14 +30,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfx_serving_ext.serving.model_validation import validate_model
-    from tfx_serving_ext.serving.saved_model import (
+    from tfx_serving_ext.checks.model_validation import validate_model
+    from tfx_serving_ext.checks.signature_checks import format_checks
+    from tfx_serving_ext.protocol.saved_model import (
         SavedModelError,
         find_serving_model_dir,
         read_signature_defs,
     )
-    from tfx_serving_ext.serving.signature_checks import format_checks
-    from tfx_serving_ext.serving.signatures import format_signatures, summarize_signatures
+    from tfx_serving_ext.protocol.signatures import format_signatures, summarize_signatures
 
     tags = args.tags or ["serve"]
     try:

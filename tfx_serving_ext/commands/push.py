@@ -42,10 +42,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfx_serving_ext.serving.model_config import ModelConfigError
-    from tfx_serving_ext.serving.push import PushConfigError, VolumePushConfig, push_to_volume
-    from tfx_serving_ext.serving.saved_model import SavedModelError, find_serving_model_dir
-    from tfx_serving_ext.serving.volume import UnsafeModelPath, VolumeError
+    from tfx_serving_ext.protocol.model_config import ModelConfigError
+    from tfx_serving_ext.protocol.saved_model import SavedModelError, find_serving_model_dir
+    from tfx_serving_ext.publish.push import PushConfigError, VolumePushConfig, push_to_volume
+    from tfx_serving_ext.publish.volume import UnsafeModelPath, VolumeError
 
     try:
         labels = dict(item.split("=", 1) for item in args.label)

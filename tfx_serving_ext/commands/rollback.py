@@ -28,13 +28,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfx_serving_ext.serving.errors import ServingError
-    from tfx_serving_ext.serving.push import rollback_volume
-    from tfx_serving_ext.serving.volume import VolumeError
+    from tfx_serving_ext.protocol.errors import ServingError
+    from tfx_serving_ext.publish.push import rollback_volume
+    from tfx_serving_ext.publish.volume import VolumeError
 
     client = None
     if args.server:
-        from tfx_serving_ext.serving.client import ServingClient
+        from tfx_serving_ext.client.client import ServingClient
 
         client = ServingClient(args.server, protocol=protocol_of(args))
     try:

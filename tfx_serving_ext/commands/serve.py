@@ -53,9 +53,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serves until SIGTERM or SIGINT; returns the exit code."""
+    from tfx_serving_ext.protocol.errors import ServingError
+    from tfx_serving_ext.protocol.model_config import ModelConfigError
     from tfx_serving_ext.server import ModelServer, ServerOptions
-    from tfx_serving_ext.server.config import ModelConfigError
-    from tfx_serving_ext.serving.status import ServingStatusError
 
     if not args.model_config_file and not args.model_base_path:
         print(
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     server = ModelServer(options)
     try:
         server.start()
-    except (ModelConfigError, ServingStatusError, ValueError, OSError) as exc:
+    except (ModelConfigError, ServingError, ValueError, OSError) as exc:
         print(f"serve: failed to start server: {exc}", file=sys.stderr)
         return 1
     try:

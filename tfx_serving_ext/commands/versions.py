@@ -29,7 +29,7 @@ def _size(path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tfx_serving_ext.serving import volume
+    from tfx_serving_ext.publish import volume
 
     try:
         versions = volume.list_versions(args.base_dir)
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     states: dict[int, str] = {}
     if args.server:
-        from tfx_serving_ext.serving.client import ServingClient, ServingError
+        from tfx_serving_ext.client.client import ServingClient, ServingError
 
         try:
             with ServingClient(args.server, protocol=protocol_of(args)) as client:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: no status for {args.model_name!r} from {args.server}: {exc}")
     labels: dict[int, list[str]] = {}
     if args.model_config_file:
-        from tfx_serving_ext.serving.model_config import read_version_labels
+        from tfx_serving_ext.protocol.model_config import read_version_labels
 
         for label, version in read_version_labels(args.model_config_file, args.model_name).items():
             labels.setdefault(version, []).append(label)

@@ -1,4 +1,7 @@
-"""The TFX components of tfx-serving-ext, imported on first use (TFX is slow to import)."""
+"""The TFX components of tfx-serving-ext and the baseline resolver, imported on first use.
+
+from tfx_serving_ext.components import ServingPusher, baseline_resolver
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ _COMPONENTS = {
     "WarmupRequestWriter": "tfx_serving_ext.components.warmup_request_writer",
     "ServingPusher": "tfx_serving_ext.components.serving_pusher",
     "ServingCanary": "tfx_serving_ext.components.serving_canary",
+    "baseline_resolver": "tfx_serving_ext.components.baseline",
+    "LatestPushedModelStrategy": "tfx_serving_ext.components.latest_pushed_model",
 }
 
 __all__ = sorted(_COMPONENTS)

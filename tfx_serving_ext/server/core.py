@@ -16,17 +16,17 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
-from tfx_serving_ext.server import config as config_lib
+from tfx_serving_ext.protocol import model_config as config_lib
+from tfx_serving_ext.protocol.errors import (
+    CODE_NUMBERS,
+    ServingError,
+    invalid_argument,
+    not_found,
+)
 from tfx_serving_ext.server.manager import LoadPolicy, ModelManager
 from tfx_serving_ext.server.servable import Servable
 from tfx_serving_ext.server.source import VersionSource
 from tfx_serving_ext.server.warmup import run_warmup
-from tfx_serving_ext.serving.status import (
-    CODE_NUMBERS,
-    ServingStatusError,
-    invalid_argument,
-    not_found,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ServerCore:
             manager.stop()
 
     def _apply_config(self, config) -> set[str]:
-        models = config_lib.model_configs(config)
+        models = config_lib.validated_model_configs(config)
         with self._lock:
             added = {m.name for m in models} - set(self._configs)
             removed = set(self._configs) - {m.name for m in models}
@@ -105,11 +105,11 @@ class ServerCore:
         (`wait_timeout` <= 0: does not wait).
 
         Raises:
-            ServingStatusError: the config is invalid, a label points at a version that does not
+            ServingError: the config is invalid, a label points at a version that does not
                 serve, or a new model failed to load.
         """
         with self._reload_lock:
-            self._check_labels(config_lib.model_configs(config))
+            self._check_labels(config_lib.validated_model_configs(config))
             added = self._apply_config(config)
             if self._started:
                 self._source.poll_once()
@@ -119,14 +119,14 @@ class ServerCore:
             for name in sorted(added):
                 manager = self._managers[name]
                 if not manager.wait_until_settled(max(0.0, deadline - time.monotonic())):
-                    raise ServingStatusError(
+                    raise ServingError(
                         "DEADLINE_EXCEEDED", f"Timed out waiting for model {name} to load"
                     )
                 failed = [
                     r for r in manager.version_states() if r.state == "END" and r.error_code != "OK"
                 ]
                 if failed and not manager.available_versions():
-                    raise ServingStatusError(failed[0].error_code, failed[0].error_message)
+                    raise ServingError(failed[0].error_code, failed[0].error_message)
 
     def _check_labels(self, models: list) -> None:
         for model in models:
@@ -134,7 +134,7 @@ class ServerCore:
             available = set(manager.available_versions()) if manager is not None else set()
             for version in model.version_labels.values():
                 if version not in available:
-                    raise ServingStatusError(
+                    raise ServingError(
                         "FAILED_PRECONDITION",
                         f"Request to assign label to version {version} of model {model.name}, "
                         "which is not currently available for inference",
@@ -163,7 +163,7 @@ class ServerCore:
         """Returns the manager of a configured model.
 
         Raises:
-            ServingStatusError: NOT_FOUND for a model that is not configured.
+            ServingError: NOT_FOUND for a model that is not configured.
         """
         manager = self._managers.get(name)
         if manager is None:
@@ -176,7 +176,7 @@ class ServerCore:
         """Returns the servable a request's ModelSpec selects (version, label or latest).
 
         Raises:
-            ServingStatusError: INVALID_ARGUMENT without a model name, NOT_FOUND for an unknown
+            ServingError: INVALID_ARGUMENT without a model name, NOT_FOUND for an unknown
                 model or version, INVALID_ARGUMENT for an unknown label.
         """
         if not model_spec.name:

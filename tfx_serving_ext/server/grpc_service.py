@@ -12,8 +12,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tfx_serving_ext.protocol.errors import CODE_NUMBERS, ServingError, from_exception
 from tfx_serving_ext.server.core import ServerCore
-from tfx_serving_ext.serving.status import CODE_NUMBERS, ServingStatusError, from_exception
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def _serve(context: grpc.ServicerContext, call, request):
         return call(request)
     except Exception as exc:
         status = from_exception(exc)
-        if not isinstance(exc, ServingStatusError):
+        if not isinstance(exc, ServingError):
             logger.exception("Unexpected error while serving a request")
         context.abort(grpc.StatusCode[status.code], status.message)
 

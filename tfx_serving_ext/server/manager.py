@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfx_serving_ext.server.servable import Servable
-from tfx_serving_ext.serving.status import (
-    ServingStatusError,
+from tfx_serving_ext.protocol.errors import (
+    ServingError,
     from_exception,
     invalid_argument,
     not_found,
 )
+from tfx_serving_ext.server.servable import Servable
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class ModelManager:
         """Returns the AVAILABLE servable for a version, a label or (neither) the newest.
 
         Raises:
-            ServingStatusError: NOT_FOUND when no such version serves, INVALID_ARGUMENT for an
+            ServingError: NOT_FOUND when no such version serves, INVALID_ARGUMENT for an
                 unknown label.
         """
         if label is not None:
@@ -208,14 +208,14 @@ class ModelManager:
 
     def _load_with_retries(self, record: VersionRecord) -> None:
         attempts = 1 + max(0, self._policy.max_num_load_retries)
-        error = ServingStatusError("UNKNOWN", "not loaded")
+        error = ServingError("UNKNOWN", "not loaded")
         for attempt in range(attempts):
             if attempt:
                 with self._cond:
                     if not self._stopping:
                         self._cond.wait(self._policy.load_retry_interval_seconds)
                     if self._stopping or record.version not in self._aspired:
-                        error = ServingStatusError(
+                        error = ServingError(
                             "CANCELLED",
                             f"Loading of servable {self.name} version {record.version} was "
                             f"cancelled: it is no longer aspired. Last error: {error.message}",

@@ -6,13 +6,13 @@ import logging
 import threading
 from pathlib import Path
 
-from tfx_serving_ext.server import config as config_lib
+from tfx_serving_ext.protocol import model_config as config_lib
+from tfx_serving_ext.protocol.errors import ServingError
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.grpc_service import start_grpc_server
 from tfx_serving_ext.server.manager import LoadPolicy
 from tfx_serving_ext.server.options import ServerOptions
 from tfx_serving_ext.server.rest_service import RestServer
-from tfx_serving_ext.serving.status import ServingStatusError
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +62,9 @@ class ModelServer:
     def _initial_config(self):
         options = self.options
         if options.model_config_file:
-            return config_lib.read_model_config_file(options.model_config_file)
-        return config_lib.single_model_config(
-            options.model_name,
-            options.model_base_path,
+            return config_lib.read_model_server_config(options.model_config_file)
+        return config_lib.model_server_config(
+            [(options.model_name, options.model_base_path)],
             options.model_version_policy,
             options.model_version_policy_num_versions,
             tuple(options.model_version_policy_versions),
@@ -82,8 +81,8 @@ class ModelServer:
         options = self.options
         config = self._initial_config()
         try:
-            config_lib.model_configs(config)
-        except ServingStatusError as exc:
+            config_lib.validated_model_configs(config)
+        except ServingError as exc:
             raise config_lib.ModelConfigError(exc.message) from exc
         core = ServerCore(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,

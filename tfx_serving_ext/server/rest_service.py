@@ -18,10 +18,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfx_serving_ext.server import json_codec
+from tfx_serving_ext.protocol import rest_json as json_codec
+from tfx_serving_ext.protocol.errors import ServingError, from_exception, invalid_argument
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.servable import DEFAULT_SIGNATURE
-from tfx_serving_ext.serving.status import ServingStatusError, from_exception, invalid_argument
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _json_response(body: dict, status: int = 200) -> web.Response:
     )
 
 
-def _error_response(error: ServingStatusError) -> web.Response:
+def _error_response(error: ServingError) -> web.Response:
     return _json_response({"error": error.message}, error.http_status)
 
 
@@ -126,7 +126,7 @@ class RestServer:
             if not path.startswith("/v1/"):
                 return web.Response(status=404, text="Not Found")
             return await self._dispatch(request, path)
-        except ServingStatusError as exc:
+        except ServingError as exc:
             return _error_response(exc)
         except web.HTTPRequestEntityTooLarge as exc:
             return _json_response(
@@ -140,7 +140,7 @@ class RestServer:
             logger.exception("Unexpected error serving %s %s", request.method, path)
             return _error_response(from_exception(exc))
 
-    def _malformed(self, request: web.Request) -> ServingStatusError:
+    def _malformed(self, request: web.Request) -> ServingError:
         return invalid_argument(f"Malformed request: {request.method} {request.path_qs}")
 
     async def _dispatch(self, request: web.Request, path: str) -> web.Response:
@@ -180,7 +180,7 @@ class RestServer:
                 loop.run_in_executor(self._pool, handler, *args), self._timeout
             )
         except TimeoutError:
-            raise ServingStatusError(
+            raise ServingError(
                 "DEADLINE_EXCEEDED",
                 f"Request did not finish within --rest_api_timeout_in_ms "
                 f"({int(self._timeout * 1000)} ms)",
@@ -197,7 +197,7 @@ class RestServer:
         servable = self._core.servable_for(spec)
         signature = servable.signature_defs.get(signature_name)
         if signature is None or signature_name == "__saved_model_init_op":
-            raise ServingStatusError(
+            raise ServingError(
                 "FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.'
             )
         predict_request, row_format = json_codec.predict_request_from_json(

@@ -16,9 +16,9 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfx_serving_ext.serving import tensors
-from tfx_serving_ext.serving.saved_model import SERVE_TAG, is_saved_model_dir, read_meta_graph
-from tfx_serving_ext.serving.status import ServingStatusError, from_exception, invalid_argument
+from tfx_serving_ext.protocol import tensors
+from tfx_serving_ext.protocol.errors import ServingError, from_exception, invalid_argument
+from tfx_serving_ext.protocol.saved_model import SERVE_TAG, is_saved_model_dir, read_meta_graph
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +61,13 @@ class Servable:
         """Returns the SavedModel at `path` loaded with the 'serve' tag.
 
         Raises:
-            ServingStatusError: the directory is missing, incomplete or not a loadable SavedModel.
+            ServingError: the directory is missing, incomplete or not a loadable SavedModel.
         """
         import tensorflow as tf
 
         path = Path(path)
         if not is_saved_model_dir(path):
-            raise ServingStatusError(
+            raise ServingError(
                 "NOT_FOUND",
                 "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
                 f"{path}",
@@ -78,7 +78,7 @@ class Servable:
         except Exception as exc:
             status = from_exception(exc)
             code = status.code if isinstance(exc, tf.errors.OpError) else "INTERNAL"
-            raise ServingStatusError(
+            raise ServingError(
                 code, f"Failed to load SavedModel from {path}: {status.message}"
             ) from exc
         signature_defs = dict(meta_graph.signature_def)
@@ -93,11 +93,9 @@ class Servable:
         signature = self.signature_defs.get(name)
         function = self._functions.get(name)
         if signature is None or function is None:
-            raise ServingStatusError(
-                "FAILED_PRECONDITION", f'Serving signature key "{name}" not found.'
-            )
+            raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name}" not found.')
         if signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
-            raise ServingStatusError(
+            raise ServingError(
                 "INTERNAL",
                 "Expected prediction signature method_name to be one of "
                 f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. "
@@ -128,7 +126,7 @@ class Servable:
         function = self._functions.get(signature_name)
         signature = self.signature_defs.get(signature_name)
         if function is None or signature is None:
-            raise ServingStatusError(
+            raise ServingError(
                 "FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.'
             )
         return self._call(function, arguments)
@@ -215,7 +213,7 @@ class Servable:
             elif task.method_name == REGRESS_METHOD:
                 _check_regress_signature(signature)
             else:
-                raise ServingStatusError(
+                raise ServingError(
                     "UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}"
                 )
             tensor_name = signature.inputs[CLASSIFY_INPUTS].name
@@ -243,7 +241,7 @@ def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
     TF Serving does.
 
     Raises:
-        ServingStatusError: INVALID_ARGUMENT when the input holds no examples.
+        ServingError: INVALID_ARGUMENT when the input holds no examples.
     """
     kind = model_input.WhichOneof("kind")
     if kind == "example_list":
@@ -302,11 +300,9 @@ def _check_classify_signature(signature: meta_graph_pb2.SignatureDef) -> None:
             f"Expected one or two output Tensors, found {len(signature.outputs)}"
         )
     if CLASSIFY_INPUTS not in signature.inputs:
-        raise ServingStatusError(
-            "FAILED_PRECONDITION", "No classification inputs found in SignatureDef."
-        )
+        raise ServingError("FAILED_PRECONDITION", "No classification inputs found in SignatureDef.")
     if CLASSIFY_CLASSES not in signature.outputs and CLASSIFY_SCORES not in signature.outputs:
-        raise ServingStatusError(
+        raise ServingError(
             "FAILED_PRECONDITION",
             'Expected classification signature outputs to contain at least one of "classes" '
             'or "scores".',
@@ -324,13 +320,9 @@ def _check_regress_signature(signature: meta_graph_pb2.SignatureDef) -> None:
     if len(signature.outputs) != 1:
         raise invalid_argument("Expected one output Tensor.")
     if CLASSIFY_INPUTS not in signature.inputs:
-        raise ServingStatusError(
-            "FAILED_PRECONDITION", "No regression inputs found in SignatureDef."
-        )
+        raise ServingError("FAILED_PRECONDITION", "No regression inputs found in SignatureDef.")
     if REGRESS_OUTPUTS not in signature.outputs:
-        raise ServingStatusError(
-            "FAILED_PRECONDITION", "No regression outputs found in SignatureDef."
-        )
+        raise ServingError("FAILED_PRECONDITION", "No regression outputs found in SignatureDef.")
 
 
 def _fill_classifications(outputs: dict, num_examples: int, result) -> None:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tfx_serving_ext.serving.volume import list_versions
+from tfx_serving_ext.protocol.versions import list_versions
 
 logger = logging.getLogger(__name__)
 

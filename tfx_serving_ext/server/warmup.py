@@ -7,8 +7,8 @@ from pathlib import Path
 
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tfx_serving_ext.protocol.errors import ServingError, invalid_argument
 from tfx_serving_ext.server.servable import Servable
-from tfx_serving_ext.serving.status import ServingStatusError, invalid_argument
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def read_warmup_logs(path: Path) -> list[prediction_log_pb2.PredictionLog]:
     """Returns the PredictionLogs in a warmup TFRecord file.
 
     Raises:
-        ServingStatusError: DATA_LOSS for a corrupt file or record, INVALID_ARGUMENT for more
+        ServingError: DATA_LOSS for a corrupt file or record, INVALID_ARGUMENT for more
             than 1000 records.
     """
     import tensorflow as tf
@@ -43,12 +43,12 @@ def read_warmup_logs(path: Path) -> list[prediction_log_pb2.PredictionLog]:
             try:
                 log.ParseFromString(record)
             except Exception as exc:
-                raise ServingStatusError(
+                raise ServingError(
                     "DATA_LOSS", f"Failed to parse PredictionLog record {len(logs)} of {path}"
                 ) from exc
             logs.append(log)
     except tf.errors.OpError as exc:
-        raise ServingStatusError(
+        raise ServingError(
             "DATA_LOSS", f"Failed to read warmup records from {path}: {exc.message}"
         ) from exc
     return logs
@@ -58,7 +58,7 @@ def run_warmup(servable: Servable, num_iterations: int = 1) -> int:
     """Returns how many warmup requests were replayed against `servable` (0 without a file).
 
     Raises:
-        ServingStatusError: the file is corrupt or too long, holds an unsupported log type, or
+        ServingError: the file is corrupt or too long, holds an unsupported log type, or
             a request fails; TF Serving then keeps the version out of service.
     """
     path = warmup_file(servable.path)
@@ -86,8 +86,8 @@ def run_warmup(servable: Servable, num_iterations: int = 1) -> int:
         for _ in range(max(1, num_iterations)):
             try:
                 run(request)
-            except ServingStatusError as exc:
-                raise ServingStatusError(
+            except ServingError as exc:
+                raise ServingError(
                     exc.code, f"Warmup request {index} ({kind}) failed: {exc.message}"
                 ) from exc
             count += 1

@@ -29,8 +29,8 @@ from tfx.proto import infra_validator_pb2
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from tfx_serving_ext.canary.config import CanaryConfig
 from tfx_serving_ext.components.serving_canary import executor
-from tfx_serving_ext.serving.canary_config import CanaryConfig
 
 
 class ServingCanarySpec(ComponentSpec):

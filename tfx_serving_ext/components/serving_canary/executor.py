@@ -13,9 +13,9 @@ from tfx.proto import infra_validator_pb2
 from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
+from tfx_serving_ext.canary.run import CanaryConfig, run_canary
+from tfx_serving_ext.checks.examples import read_examples
 from tfx_serving_ext.components.artifact_paths import artifact_path
-from tfx_serving_ext.serving.canary import CanaryConfig, run_canary
-from tfx_serving_ext.serving.examples import read_examples
 
 logger = logging.getLogger(__name__)
 

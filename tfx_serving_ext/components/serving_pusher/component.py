@@ -25,7 +25,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from tfx_serving_ext.components.serving_pusher import executor
-from tfx_serving_ext.serving.push import VolumePushConfig
+from tfx_serving_ext.publish.push import VolumePushConfig
 
 
 class ServingPusherSpec(ComponentSpec):

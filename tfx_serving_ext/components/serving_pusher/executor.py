@@ -20,7 +20,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from tfx_serving_ext.components.artifact_paths import artifact_path
-from tfx_serving_ext.serving.saved_model import find_serving_model_dir, is_saved_model_dir
+from tfx_serving_ext.protocol.saved_model import find_serving_model_dir, is_saved_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class PushOutcome:
 
 def push_to_serving_volume(model_dir: Path, push_destination: str) -> PushOutcome:
     """Returns the outcome of pushing `model_dir` per a VolumePushConfig JSON object."""
-    from tfx_serving_ext.serving.push import VolumePushConfig, push_to_volume
+    from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
 
     result = push_to_volume(model_dir, VolumePushConfig.from_json(push_destination))
     return PushOutcome(

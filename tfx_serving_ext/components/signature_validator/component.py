@@ -24,7 +24,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from tfx_serving_ext.components.signature_validator import executor
-from tfx_serving_ext.serving.signatures import BreakingChangePolicy, ServingContract
+from tfx_serving_ext.protocol.signatures import BreakingChangePolicy, ServingContract
 
 
 class SignatureValidatorSpec(ComponentSpec):

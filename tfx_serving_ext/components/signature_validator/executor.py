@@ -11,11 +11,11 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from tfx_serving_ext.checks.examples import read_examples
+from tfx_serving_ext.checks.model_validation import validate_model
 from tfx_serving_ext.components.artifact_paths import artifact_path
-from tfx_serving_ext.serving.examples import read_examples
-from tfx_serving_ext.serving.model_validation import validate_model
-from tfx_serving_ext.serving.saved_model import SERVE_TAG
-from tfx_serving_ext.serving.signatures import BreakingChangePolicy, ServingContract
+from tfx_serving_ext.protocol.saved_model import SERVE_TAG
+from tfx_serving_ext.protocol.signatures import BreakingChangePolicy, ServingContract
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
+from tfx_serving_ext.checks.example_sampling import sample_examples, with_local_runner
+from tfx_serving_ext.checks.examples import available_splits, choose_split, split_pattern
+from tfx_serving_ext.checks.warmup import build_warmup_model
 from tfx_serving_ext.components.artifact_paths import artifact_path
-from tfx_serving_ext.serving.example_sampling import sample_examples, with_local_runner
-from tfx_serving_ext.serving.examples import available_splits, choose_split, split_pattern
-from tfx_serving_ext.serving.saved_model import SERVE_TAG
-from tfx_serving_ext.serving.warmup import build_warmup_model
+from tfx_serving_ext.protocol.saved_model import SERVE_TAG
 
 logger = logging.getLogger(__name__)
 

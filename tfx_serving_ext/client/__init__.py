@@ -1,0 +1,1 @@
+"""ServingClient: talks to any TF Serving (embedded or real) over gRPC or REST."""

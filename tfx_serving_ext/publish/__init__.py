@@ -1,0 +1,2 @@
+"""The serving volume TF Serving polls: version claims, staging, tree copy, retention, rollback,
+labels, and push + verify."""

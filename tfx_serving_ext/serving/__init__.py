@@ -1,1 +1,0 @@
-"""Everything that knows TensorFlow Serving: on-disk layout, the client, requests, signatures."""
