@@ -21,6 +21,7 @@ test-fast: setup
 
 lint: setup
 	$(RUN) ruff check .
+	$(RUN) lint-imports
 	$(RUN) ruff format --check .
 
 format: setup
