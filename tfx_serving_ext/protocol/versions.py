@@ -10,13 +10,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# C's isspace() in the "C" locale, which TF's strings::SkipSpaces uses.
+_C_SPACES = " \t\n\v\f\r"
+_ASCII_DIGITS = frozenset("0123456789")
+
 
 def parse_version(name: str) -> int | None:
-    """Returns the version number a directory name stands for, or None if TF Serving ignores it."""
-    # TF Serving uses strings::safe_strto64: optional sign, decimal digits only, fits in int64.
-    if not name or not (name.isdigit() or (name[0] in "+-" and name[1:].isdigit())):
+    """Returns the version number a directory name stands for, or None if TF Serving ignores it.
+
+    TF Serving parses names with `strings::safe_strto64`: surrounding C whitespace is allowed,
+    an optional '-', then ASCII digits only ('+5', '²' and '٧' are not numbers to it), within
+    int64. A negative number is not a version either.
+    """
+    text = name.strip(_C_SPACES)
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or not set(digits) <= _ASCII_DIGITS:
         return None
-    value = int(name)
+    value = int(text)
     if value < 0 or value >= 2**63:
         return None
     return value
