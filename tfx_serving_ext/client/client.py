@@ -1,7 +1,9 @@
 """ServingClient: the one client the package uses to talk to TF Serving (gRPC or REST).
 
 Works against the embedded server and the real tensorflow_model_server alike: it relies only on
-the behaviour in TF_SERVING_API.md.
+the behaviour in TF_SERVING_API.md. Both protocols take the same path through it: requests are
+built once (requests.py), sent by a transport (grpc_transport.py or rest_transport.py, the latter
+through the one REST codec in protocol/), and read into results (results.py).
 
 Example:
     with ServingClient("127.0.0.1:8500") as client:
@@ -13,45 +15,49 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
-from google.protobuf import json_format
 from tensorflow.core.example import example_pb2
-from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     inference_pb2,
-    input_pb2,
     model_management_pb2,
+    model_pb2,
     predict_pb2,
     regression_pb2,
 )
 
-from tfx_serving_ext.client.rest_transport import (
-    RestTransport,
-    input_to_json,
-    json_to_array,
-    model_path,
-    tensor_to_json,
+from tfx_serving_ext.client.grpc_transport import GrpcTransport
+from tfx_serving_ext.client.requests import (
+    DEFAULT_SIGNATURE,
+    examples_input,
+    predict_inputs,
+    set_spec,
+)
+from tfx_serving_ext.client.rest_transport import RestTransport
+from tfx_serving_ext.client.results import (
+    CODE_NAMES,
+    ClassifyResult,
+    PredictResult,
+    RegressResult,
+    VersionStatus,
+    classify_result,
+    regress_result,
+    spec_version,
+    version_statuses,
 )
 from tfx_serving_ext.protocol.errors import (
-    CODE_NUMBERS,
     ServerUnreachable,
     ServingError,
     ServingTimeout,
     VersionLoadFailed,
 )
-from tfx_serving_ext.protocol.tensors import (
-    ndarray_to_tensor_proto,
-    numpy_dtype,
-    tensor_proto_to_ndarray,
-)
+from tfx_serving_ext.protocol.tensors import tensor_proto_to_ndarray
 
 __all__ = [
+    "DEFAULT_SIGNATURE",
     "ClassifyResult",
     "PredictResult",
     "RegressResult",
@@ -63,88 +69,7 @@ __all__ = [
     "VersionStatus",
 ]
 
-DEFAULT_SIGNATURE = "serving_default"
 _INIT_OP = "__saved_model_init_op"
-_CODE_NAMES = {number: name for name, number in CODE_NUMBERS.items()}
-_STATE_NAMES = {
-    0: "UNKNOWN",
-    10: "START",
-    20: "LOADING",
-    30: "AVAILABLE",
-    40: "UNLOADING",
-    50: "END",
-}
-
-
-@dataclass(frozen=True)
-class VersionStatus:
-    """One version's entry in GetModelStatus: state is START/LOADING/AVAILABLE/UNLOADING/END."""
-
-    version: int
-    state: str
-    error_code: str = "OK"
-    error_message: str = ""
-
-
-@dataclass
-class PredictResult:
-    """Outputs of a Predict call as numpy arrays, and the version that answered.
-
-    `version` is None over REST unless a version was requested (TF Serving's REST predict
-    response does not say which version answered).
-    """
-
-    outputs: dict[str, np.ndarray]
-    model_name: str
-    signature_name: str
-    version: int | None
-
-
-@dataclass
-class ClassifyResult:
-    """Per example, the (label, score) pairs of a Classify call, and the answering version."""
-
-    classes: list[list[tuple[str, float]]]
-    version: int | None = None
-
-
-@dataclass
-class RegressResult:
-    """Per example, the regression value of a Regress call, and the answering version."""
-
-    values: list[float] = field(default_factory=list)
-    version: int | None = None
-
-
-def _set_spec(spec, model_name, signature_name, version, label) -> None:
-    spec.name = model_name
-    if signature_name is not None:
-        spec.signature_name = signature_name
-    if version is not None:
-        spec.version.value = int(version)
-    elif label is not None:
-        spec.version_label = label
-
-
-def _spec_version(spec) -> int | None:
-    return spec.version.value if spec.HasField("version") else None
-
-
-def _cast_input(array: np.ndarray, dtype: int | None) -> np.ndarray:
-    """Returns `array` in the signature's dtype when it converts; else as is (the server judges)."""
-    if array.dtype.kind == "U":
-        flat = [v.encode("utf-8") for v in array.ravel().tolist()]
-        strings = np.empty(len(flat), dtype=object)
-        strings[:] = flat
-        array = strings.reshape(array.shape)
-    if dtype and dtype != types_pb2.DT_STRING and array.dtype != object:
-        try:
-            return array.astype(numpy_dtype(dtype), copy=False)
-        except (ValueError, TypeError, OverflowError):
-            return array
-    if not dtype and array.dtype == np.float64:
-        return array.astype(np.float32)
-    return array
 
 
 class ServingClient:
@@ -164,48 +89,13 @@ class ServingClient:
         self.timeout = timeout
         self._signature_cache: dict[tuple, meta_graph_pb2.SignatureDef] = {}
         if protocol == "grpc":
-            import grpc
-            from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
-
-            self._grpc = grpc
-            self._channel = grpc.insecure_channel(
-                address,
-                options=[
-                    ("grpc.max_receive_message_length", -1),
-                    ("grpc.max_send_message_length", -1),
-                ],
-            )
-            self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-            self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
-            self._rest = None
+            self._transport = GrpcTransport(address, timeout)
         else:
-            self._rest = RestTransport(address, timeout)
-            self._channel = None
-
-    # ---- plumbing ---------------------------------------------------------------------------
-
-    def _call(self, method, request, timeout: float | None = None):
-        try:
-            return method(request, timeout=self.timeout if timeout is None else timeout)
-        except self._grpc.RpcError as exc:
-            code = exc.code().name if exc.code() is not None else "UNKNOWN"
-            details = exc.details() or ""
-            if code == "UNAVAILABLE":
-                raise ServerUnreachable(
-                    f"Cannot reach TF Serving gRPC API at {self.address}: {details}"
-                ) from None
-            if code == "DEADLINE_EXCEEDED":
-                raise ServingTimeout(
-                    f"No answer from {self.address} within {self.timeout} s: {details}"
-                ) from None
-            raise ServingError(code, details) from None
+            self._transport = RestTransport(address, timeout, self._cached_signature)
 
     def close(self) -> None:
         """Closes the channel or connections."""
-        if self._channel is not None:
-            self._channel.close()
-        if self._rest is not None:
-            self._rest.close()
+        self._transport.close()
 
     def __enter__(self) -> ServingClient:
         return self
@@ -219,101 +109,35 @@ class ServingClient:
         self, request: get_model_status_pb2.GetModelStatusRequest
     ) -> get_model_status_pb2.GetModelStatusResponse:
         """Returns the GetModelStatusResponse for a prebuilt request."""
-        if self._rest is None:
-            return self._call(self._models.GetModelStatus, request)
-        spec = request.model_spec
-        path = model_path(spec.name, _spec_version(spec), spec.version_label or None)
-        body = self._rest.request("GET", path)
-        return json_format.ParseDict(
-            body, get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True
-        )
+        return self._transport.model_status(request)
 
     def raw_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest
     ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """Returns the GetModelMetadataResponse for a prebuilt request."""
-        if self._rest is None:
-            return self._call(self._prediction.GetModelMetadata, request)
-        spec = request.model_spec
-        path = model_path(spec.name, _spec_version(spec), spec.version_label or None)
-        body = self._rest.request("GET", path + "/metadata")
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        json_format.ParseDict(body.get("model_spec", {}), response.model_spec)
-        signature_map = json_format.ParseDict(
-            body.get("metadata", {}).get("signature_def", {}),
-            get_model_metadata_pb2.SignatureDefMap(),
-            ignore_unknown_fields=True,
-        )
-        response.metadata["signature_def"].Pack(signature_map)
-        return response
+        return self._transport.metadata(request)
 
     def raw_predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         """Returns the PredictResponse for a prebuilt PredictRequest (sent as is over gRPC)."""
-        if self._rest is None:
-            return self._call(self._prediction.Predict, request)
-        spec = request.model_spec
-        signature_name = spec.signature_name or DEFAULT_SIGNATURE
-        version, label = _spec_version(spec), spec.version_label or None
-        body = {
-            "signature_name": signature_name,
-            "inputs": {name: tensor_to_json(t) for name, t in request.inputs.items()},
-        }
-        path = model_path(spec.name, version, label) + ":predict"
-        outputs = self._rest.request("POST", path, body)["outputs"]
-        signature = self._cached_signature(spec.name, signature_name, version, label)
-        aliases = list(request.output_filter) or sorted(signature.outputs)
-        if not isinstance(outputs, dict) or (len(aliases) == 1 and aliases[0] not in outputs):
-            outputs = {aliases[0]: outputs}
-        response = predict_pb2.PredictResponse()
-        _set_spec(response.model_spec, spec.name, signature_name, version, None)
-        for alias, value in outputs.items():
-            dtype = signature.outputs[alias].dtype if alias in signature.outputs else None
-            ndarray_to_tensor_proto(json_to_array(value, dtype), response.outputs[alias])
-        return response
+        return self._transport.predict(request)
 
     def raw_classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
         """Returns the ClassificationResponse for a prebuilt ClassificationRequest."""
-        if self._rest is None:
-            return self._call(self._prediction.Classify, request)
-        spec = request.model_spec
-        version = _spec_version(spec)
-        body = {"signature_name": spec.signature_name, **input_to_json(request.input)}
-        path = model_path(spec.name, version, spec.version_label or None) + ":classify"
-        results = self._rest.request("POST", path, body)["results"]
-        response = classification_pb2.ClassificationResponse()
-        _set_spec(response.model_spec, spec.name, spec.signature_name, version, None)
-        for row in results:
-            classifications = response.result.classifications.add()
-            for label, score in row:
-                classifications.classes.add(label=label, score=score)
-        return response
+        return self._transport.classify(request)
 
     def raw_regress(
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
         """Returns the RegressionResponse for a prebuilt RegressionRequest."""
-        if self._rest is None:
-            return self._call(self._prediction.Regress, request)
-        spec = request.model_spec
-        version = _spec_version(spec)
-        body = {"signature_name": spec.signature_name, **input_to_json(request.input)}
-        path = model_path(spec.name, version, spec.version_label or None) + ":regress"
-        results = self._rest.request("POST", path, body)["results"]
-        response = regression_pb2.RegressionResponse()
-        _set_spec(response.model_spec, spec.name, spec.signature_name, version, None)
-        for value in results:
-            response.result.regressions.add(value=value)
-        return response
+        return self._transport.regress(request)
 
     def raw_multi_inference(
         self, request: inference_pb2.MultiInferenceRequest
     ) -> inference_pb2.MultiInferenceResponse:
         """Returns the MultiInferenceResponse (gRPC only: TF Serving has no REST route)."""
-        if self._rest is not None:
-            raise ServingError("UNIMPLEMENTED", "MultiInference is only served over gRPC")
-        return self._call(self._prediction.MultiInference, request)
+        return self._transport.multi_inference(request)
 
     def reload_config(self, config, timeout: float | None = None) -> None:
         """Sends HandleReloadConfigRequest with a ModelServerConfig (gRPC only).
@@ -321,17 +145,15 @@ class ServingClient:
         Raises:
             ServingError: the server rejected the config or a new model failed to load.
         """
-        if self._rest is not None:
-            raise ServingError("UNIMPLEMENTED", "Config reload is only served over gRPC")
         request = model_management_pb2.ReloadConfigRequest(config=config)
-        response = self._call(self._models.HandleReloadConfigRequest, request, timeout)
+        response = self._transport.reload_config(request, timeout)
         if response.status.error_code:
             raise ServingError(
-                _CODE_NAMES.get(response.status.error_code, "UNKNOWN"),
+                CODE_NAMES.get(response.status.error_code, "UNKNOWN"),
                 response.status.error_message,
             )
 
-    # ---- convenience ------------------------------------------------------------------------
+    # ---- status and metadata ----------------------------------------------------------------
 
     def model_status(self, model_name: str, version: int | None = None) -> list[VersionStatus]:
         """Returns the state of each version of `model_name` (or just `version`), newest first.
@@ -340,18 +162,8 @@ class ServingClient:
             ServingError: NOT_FOUND when the server knows no version of the model.
         """
         request = get_model_status_pb2.GetModelStatusRequest()
-        _set_spec(request.model_spec, model_name, None, version, None)
-        response = self.raw_model_status(request)
-        statuses = [
-            VersionStatus(
-                version=int(s.version),
-                state=_STATE_NAMES.get(s.state, "UNKNOWN"),
-                error_code=_CODE_NAMES.get(s.status.error_code, "UNKNOWN"),
-                error_message=s.status.error_message,
-            )
-            for s in response.model_version_status
-        ]
-        return sorted(statuses, key=lambda s: s.version, reverse=True)
+        set_spec(request.model_spec, model_name, None, version, None)
+        return version_statuses(self.raw_model_status(request))
 
     def wait_until_available(
         self,
@@ -407,15 +219,20 @@ class ServingClient:
                 )
             time.sleep(poll_interval)
 
+    def _signature_map(
+        self, model_name: str, version: int | None, label: str | None
+    ) -> get_model_metadata_pb2.SignatureDefMap:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        set_spec(request.model_spec, model_name, None, version, label)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        self.raw_metadata(request).metadata["signature_def"].Unpack(signature_map)
+        return signature_map
+
     def signature_defs(
         self, model_name: str, version: int | None = None
     ) -> dict[str, meta_graph_pb2.SignatureDef]:
         """Returns the SignatureDefs the server reports for the model (GetModelMetadata)."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        _set_spec(request.model_spec, model_name, None, version, None)
-        response = self.raw_metadata(request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
+        signature_map = self._signature_map(model_name, version, None)
         return {k: v for k, v in signature_map.signature_def.items() if k != _INIT_OP}
 
     def _cached_signature(
@@ -424,14 +241,8 @@ class ServingClient:
         key = (model_name, signature_name, version, label)
         signature = self._signature_cache.get(key)
         if signature is None:
-            request = get_model_metadata_pb2.GetModelMetadataRequest(
-                metadata_field=["signature_def"]
-            )
-            _set_spec(request.model_spec, model_name, None, version, label)
             try:
-                response = self.raw_metadata(request)
-                signature_map = get_model_metadata_pb2.SignatureDefMap()
-                response.metadata["signature_def"].Unpack(signature_map)
+                signature_map = self._signature_map(model_name, version, label)
                 signature = signature_map.signature_def.get(signature_name)
             except ServingError:
                 signature = None
@@ -439,20 +250,21 @@ class ServingClient:
             self._signature_cache[key] = signature
         return signature
 
-    def _predict_request(
+    # ---- Predict, Classify, Regress -----------------------------------------------------------
+
+    def _predict_inputs(
         self, key: tuple, inputs: dict, output_filter: list[str] | None
-    ) -> predict_pb2.PredictRequest:
+    ) -> PredictResult:
         model_name, signature_name, version, label = key
-        request = predict_pb2.PredictRequest()
-        _set_spec(request.model_spec, model_name, signature_name, version, label)
-        signature = self._cached_signature(model_name, signature_name, version, label)
-        for name, value in inputs.items():
-            spec = signature.inputs.get(name)
-            array = _cast_input(np.asarray(value), spec.dtype if spec is not None else None)
-            ndarray_to_tensor_proto(array, request.inputs[name])
-        if output_filter:
-            request.output_filter.extend(output_filter)
-        return request
+        arrays = predict_inputs(inputs, self._cached_signature(*key))
+        spec = set_spec(model_pb2.ModelSpec(), model_name, signature_name, version, label)
+        outputs, answered = self._transport.predict_arrays(spec, arrays, output_filter or ())
+        return PredictResult(
+            outputs=outputs,
+            model_name=model_name,
+            signature_name=answered.signature_name or signature_name or DEFAULT_SIGNATURE,
+            version=spec_version(answered),
+        )
 
     def predict(
         self,
@@ -471,46 +283,33 @@ class ServingClient:
         unchanged).
         """
         if isinstance(inputs, predict_pb2.PredictRequest):
-            request = inputs
-            response = self.raw_predict(request)
-        else:
-            key = (model_name, signature_name, version, label)
-            cached = key in self._signature_cache
-            request = self._predict_request(key, inputs, output_filter)
-            try:
-                response = self.raw_predict(request)
-            except ServingError as exc:
-                if not cached or exc.code != "INVALID_ARGUMENT":
-                    raise
-                stale = self._signature_cache.pop(key)
-                if self._cached_signature(*key) == stale:
-                    raise
-                request = self._predict_request(key, inputs, output_filter)
-                response = self.raw_predict(request)
-        return PredictResult(
-            outputs={k: tensor_proto_to_ndarray(v) for k, v in response.outputs.items()},
-            model_name=request.model_spec.name,
-            signature_name=response.model_spec.signature_name
-            or request.model_spec.signature_name
-            or DEFAULT_SIGNATURE,
-            version=_spec_version(response.model_spec),
-        )
+            response = self.raw_predict(inputs)
+            return PredictResult(
+                outputs={k: tensor_proto_to_ndarray(v) for k, v in response.outputs.items()},
+                model_name=inputs.model_spec.name,
+                signature_name=response.model_spec.signature_name
+                or inputs.model_spec.signature_name
+                or DEFAULT_SIGNATURE,
+                version=spec_version(response.model_spec),
+            )
+        key = (model_name, signature_name, version, label)
+        cached = key in self._signature_cache
+        try:
+            return self._predict_inputs(key, inputs, output_filter)
+        except ServingError as exc:
+            if not cached or exc.code != "INVALID_ARGUMENT":
+                raise
+            stale = self._signature_cache.pop(key)
+            if self._cached_signature(*key) == stale:
+                raise
+            return self._predict_inputs(key, inputs, output_filter)
 
-    @staticmethod
-    def _examples_input(examples, context) -> input_pb2.Input:
-        if isinstance(examples, input_pb2.Input):
+    def _examples_request(self, request_type, examples, spec_args: tuple, context):
+        if isinstance(examples, request_type):
             return examples
-        model_input = input_pb2.Input()
-        parsed = [
-            e if isinstance(e, example_pb2.Example) else example_pb2.Example.FromString(e)
-            for e in examples
-        ]
-        if context is not None:
-            model_input.example_list_with_context.context.CopyFrom(context)
-            model_input.example_list_with_context.examples.extend(parsed)
-        else:
-            model_input.example_list.examples.extend(parsed)
-        return model_input
+        request = request_type(input=examples_input(examples, context))
+        set_spec(request.model_spec, *spec_args)
+        return request
 
     def classify(
         self,
@@ -521,21 +320,13 @@ class ServingClient:
         label: str | None = None,
         context: example_pb2.Example | None = None,
     ) -> ClassifyResult:
-        """Returns the (label, score) pairs per tf.Example (protos or serialized bytes)."""
-        if isinstance(examples, classification_pb2.ClassificationRequest):
-            request = examples
-        else:
-            request = classification_pb2.ClassificationRequest(
-                input=self._examples_input(examples, context)
-            )
-            _set_spec(request.model_spec, model_name, signature_name, version, label)
-        response = self.raw_classify(request)
-        return ClassifyResult(
-            classes=[
-                [(c.label, c.score) for c in row.classes] for row in response.result.classifications
-            ],
-            version=_spec_version(response.model_spec),
+        """Returns the (label, score) pairs per tf.Example (protos or serialized bytes), or
+        for a prebuilt ClassificationRequest."""
+        spec_args = (model_name, signature_name, version, label)
+        request = self._examples_request(
+            classification_pb2.ClassificationRequest, examples, spec_args, context
         )
+        return classify_result(self.raw_classify(request))
 
     def regress(
         self,
@@ -546,16 +337,10 @@ class ServingClient:
         label: str | None = None,
         context: example_pb2.Example | None = None,
     ) -> RegressResult:
-        """Returns the regression value per tf.Example (protos or serialized bytes)."""
-        if isinstance(examples, regression_pb2.RegressionRequest):
-            request = examples
-        else:
-            request = regression_pb2.RegressionRequest(
-                input=self._examples_input(examples, context)
-            )
-            _set_spec(request.model_spec, model_name, signature_name, version, label)
-        response = self.raw_regress(request)
-        return RegressResult(
-            values=[r.value for r in response.result.regressions],
-            version=_spec_version(response.model_spec),
+        """Returns the regression value per tf.Example (protos or serialized bytes), or for a
+        prebuilt RegressionRequest."""
+        spec_args = (model_name, signature_name, version, label)
+        request = self._examples_request(
+            regression_pb2.RegressionRequest, examples, spec_args, context
         )
+        return regress_result(self.raw_regress(request))

@@ -1,4 +1,10 @@
-"""TF Serving's REST JSON formats: row/columnar tensors, b64 strings, examples and results."""
+"""TF Serving's REST JSON, the parts every route shares: tensor values, errors, status, metadata.
+
+Tensors are nested lists, binary strings `{"b64": ...}` (util/json_tensor.cc). This module and
+its siblings `rest_predict` (predict bodies) and `rest_examples` (classify/regress bodies) are the
+one codec: the client encodes requests and decodes answers with them, the embedded server decodes
+requests and encodes answers with them.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +12,64 @@ import base64
 
 import numpy as np
 from google.protobuf import json_format
-from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import input_pb2, predict_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from tfx_serving_ext.protocol import tensors
-from tfx_serving_ext.protocol.errors import invalid_argument
+from tfx_serving_ext.protocol.errors import ServingError, invalid_argument
 
-_B64 = "b64"
+B64 = "b64"
+
+# HTTP status -> gRPC code name, the inverse of errors.HTTP_STATUS_BY_CODE where it is one to one
+# (400 and 409 stand for several codes: the most common one is taken).
+CODE_BY_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "RESOURCE_EXHAUSTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+# ---- tensor values ----------------------------------------------------------------------------
 
 
-def _decode_string_leaf(value) -> bytes:
+def is_b64(value) -> bool:
+    """Returns whether a JSON value is a `{"b64": ...}` object (one binary string)."""
+    return isinstance(value, dict) and B64 in value
+
+
+def decode_string_leaf(value) -> bytes:
+    """Returns the bytes of one JSON string element: text as UTF-8, `{"b64": ...}` decoded.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for anything else, or for b64 that does not decode.
+    """
     if isinstance(value, str):
         return value.encode("utf-8")
-    if isinstance(value, dict) and set(value) == {_B64} and isinstance(value[_B64], str):
+    if isinstance(value, dict) and set(value) == {B64} and isinstance(value[B64], str):
         try:
-            return base64.b64decode(value[_B64], validate=True)
+            return base64.b64decode(value[B64], validate=True)
         except ValueError as exc:
-            raise invalid_argument(f"Unable to base64 decode {value[_B64]!r}: {exc}") from None
+            raise invalid_argument(f"Unable to base64 decode {value[B64]!r}: {exc}") from None
     raise invalid_argument(
-        f"JSON Value: {_short(value)} Type: {_json_type(value)} is not of expected type: string"
+        f"JSON Value: {short(value)} Type: {json_type(value)} is not of expected type: string"
     )
+
+
+def encode_string_leaf(value: bytes, always_b64: bool = False):
+    """Returns one string element as JSON: text when it is UTF-8 (unless `always_b64`), else b64."""
+    if not always_b64:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return {B64: base64.b64encode(value).decode("ascii")}
 
 
 def _string_array(value) -> np.ndarray:
@@ -47,7 +89,7 @@ def _string_array(value) -> np.ndarray:
             for x in v:
                 collect(x)
         else:
-            flat.append(_decode_string_leaf(v))
+            flat.append(decode_string_leaf(v))
 
     collect(value)
     array = np.empty(len(flat), dtype=object)
@@ -55,21 +97,26 @@ def _string_array(value) -> np.ndarray:
     return array.reshape(shape)
 
 
-def json_to_ndarray(value, dtype: int, name: str = "") -> np.ndarray:
-    """Returns a JSON value (nested lists) as an array of the signature's dtype.
+def json_to_ndarray(value, dtype: int | None, name: str = "") -> np.ndarray:
+    """Returns a JSON value (nested lists) as an array of `dtype` (bytes objects for DT_STRING).
+
+    With `dtype=None` (the signature does not say) strings and b64 objects give a string array
+    and numbers numpy's own choice.
 
     Raises:
         ServingError: INVALID_ARGUMENT for a value of the wrong type or a ragged list.
     """
     if dtype == types_pb2.DT_STRING:
         return _string_array(value)
-    target = tensors.numpy_dtype(dtype)
+    target = None if dtype is None else tensors.numpy_dtype(dtype)
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):
         raise invalid_argument(
             f"Input '{name}' is not a tensor: lists must be rectangular and hold numbers"
         ) from None
+    if target is None:
+        return _string_array(value) if array.dtype.kind in "OU" else array
     kind = array.dtype.kind
     ok = (
         kind in "iu"
@@ -80,7 +127,7 @@ def json_to_ndarray(value, dtype: int, name: str = "") -> np.ndarray:
     if not ok:
         leaf = array.ravel()[0] if array.size else value
         raise invalid_argument(
-            f"JSON Value: {_short(leaf)} Type: {_json_type(leaf)} is not of expected type: "
+            f"JSON Value: {short(leaf)} Type: {json_type(leaf)} is not of expected type: "
             f"{tensors.dtype_name(dtype)}"
         )
     if kind in "iu" and target.kind in "iu":
@@ -90,7 +137,26 @@ def json_to_ndarray(value, dtype: int, name: str = "") -> np.ndarray:
     return array.astype(target, copy=False)
 
 
-def _json_type(value) -> str:
+def ndarray_to_json(array: np.ndarray, always_b64: bool = False):
+    """Returns an array as a JSON value: nested lists, strings as in `encode_string_leaf`.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for numpy dtypes no tensor carries.
+    """
+    array = np.asarray(array)
+    if tensors.tensor_dtype(array) != types_pb2.DT_STRING:
+        return array.tolist()
+
+    def convert(v):
+        if isinstance(v, list):
+            return [convert(x) for x in v]
+        return encode_string_leaf(tensors.string_value(v), always_b64)
+
+    return convert(array.tolist())
+
+
+def json_type(value) -> str:
+    """Returns the JSON type name of a value as TF Serving's messages spell it."""
     if isinstance(value, np.generic):
         value = value.item()
     return {str: "String", bool: "Boolean", dict: "Object", list: "Array"}.get(
@@ -99,183 +165,28 @@ def _json_type(value) -> str:
     )
 
 
-def _short(value) -> str:
+def short(value) -> str:
+    """Returns a value's repr cut to fit in an error message."""
     text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) < 80 else text[:77] + "..."
 
 
-def predict_request_from_json(
-    body, signature_name: str, signature: meta_graph_pb2.SignatureDef
-) -> tuple[predict_pb2.PredictRequest, bool]:
-    """Returns (PredictRequest, row_format) for a REST predict body.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT for a body that is not TF Serving's format.
-    """
-    has_instances, has_inputs = "instances" in body, "inputs" in body
-    if has_instances == has_inputs:
-        raise invalid_argument(
-            'JSON object must have exactly one of "instances" (row format) or "inputs" '
-            "(columnar format)"
-        )
-    inputs = signature.inputs
-    columns: dict[str, object] = {}
-    if has_instances:
-        instances = body["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise invalid_argument('"instances" must be a non-empty JSON list')
-        keyed = all(isinstance(i, dict) and _B64 not in i for i in instances)
-        if len(inputs) > 1 or (keyed and len(inputs) == 1 and set(instances[0]) <= set(inputs)):
-            if not keyed:
-                raise invalid_argument(
-                    'Expected every element of "instances" to be a JSON object keyed by the '
-                    f"signature's inputs {sorted(inputs)}"
-                )
-            names = set(instances[0])
-            for index, instance in enumerate(instances):
-                if set(instance) != names:
-                    raise invalid_argument(
-                        f"Failed to process element: {index} of 'instances' list. Keys "
-                        f"{sorted(instance)} differ from the first element's {sorted(names)}"
-                    )
-            columns = {n: [i[n] for i in instances] for n in names}
-        else:
-            columns = {next(iter(inputs)): instances} if inputs else {}
-    else:
-        value = body["inputs"]
-        if isinstance(value, dict) and _B64 not in value:
-            columns = dict(value)
-        elif len(inputs) == 1:
-            columns = {next(iter(inputs)): value}
-        else:
-            raise invalid_argument(
-                f'"inputs" must be a JSON object keyed by the signature\'s inputs {sorted(inputs)}'
-            )
-    request = predict_pb2.PredictRequest()
-    request.model_spec.signature_name = signature_name
-    for name, value in columns.items():
-        if name not in inputs:
-            # Let the servable report the mismatch with TF Serving's message.
-            request.inputs[name].dtype = types_pb2.DT_FLOAT
-            continue
-        array = json_to_ndarray(value, inputs[name].dtype, name)
-        tensors.ndarray_to_tensor_proto(array, request.inputs[name])
-    return request, has_instances
+# ---- errors ---------------------------------------------------------------------------------
 
 
-def _output_value(alias: str, array: np.ndarray):
-    if array.dtype == object:
-        force_b64 = alias.endswith("_bytes")
-
-        def convert(v):
-            if isinstance(v, list):
-                return [convert(x) for x in v]
-            if not force_b64:
-                try:
-                    return v.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass
-            return {_B64: base64.b64encode(v).decode("ascii")}
-
-        return convert(array.tolist())
-    return array.tolist()
+def error_to_json(error: ServingError) -> dict:
+    """Returns the REST body of an error: {"error": message} (sent with error.http_status)."""
+    return {"error": error.message}
 
 
-def predict_response_to_json(response: predict_pb2.PredictResponse, row_format: bool) -> dict:
-    """Returns the REST body for a PredictResponse: predictions (row) or outputs (columnar).
-
-    Raises:
-        ServingError: INVALID_ARGUMENT when row format is asked for outputs whose batch
-            sizes differ.
-    """
-    arrays = {k: tensors.tensor_proto_to_ndarray(v) for k, v in response.outputs.items()}
-
-    value = _output_value
-    if not row_format:
-        if len(arrays) == 1:
-            ((alias, array),) = arrays.items()
-            return {"outputs": value(alias, array)}
-        return {"outputs": {k: value(k, v) for k, v in sorted(arrays.items())}}
-    batch = None
-    for alias, array in arrays.items():
-        size = array.shape[0] if array.ndim else None
-        if size is None or (batch is not None and size != batch):
-            raise invalid_argument(
-                f"Tensor name: {alias} has inconsistent batch size: {size} expecting: {batch}"
-            )
-        batch = size
-    if len(arrays) == 1:
-        ((alias, array),) = arrays.items()
-        return {"predictions": value(alias, array)}
-    columns = {k: value(k, v) for k, v in sorted(arrays.items())}
-    return {"predictions": [{k: col[i] for k, col in columns.items()} for i in range(batch or 0)]}
+def error_from_json(http_status: int, body, fallback: str) -> ServingError:
+    """Returns the ServingError a non-200 REST answer stands for (`fallback`: empty message)."""
+    message = body.get("error", "") if isinstance(body, dict) else str(body)
+    code = CODE_BY_HTTP.get(http_status, "INTERNAL" if http_status >= 500 else "UNKNOWN")
+    return ServingError(code, message or fallback)
 
 
-def _feature(name: str, value) -> feature_pb2.Feature:
-    values = value if isinstance(value, list) else [value]
-    feature = feature_pb2.Feature()
-    if not values:
-        feature.float_list.SetInParent()
-        return feature
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        feature.int64_list.value.extend(values)
-    elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        feature.float_list.value.extend(values)
-    elif all(isinstance(v, (str, dict)) for v in values):
-        feature.bytes_list.value.extend(_decode_string_leaf(v) for v in values)
-    else:
-        raise invalid_argument(
-            f"Feature '{name}': values must all be numbers or all be strings/b64 objects, "
-            f"got {_short(value)}"
-        )
-    return feature
-
-
-def _example(obj, where: str) -> example_pb2.Example:
-    if not isinstance(obj, dict):
-        raise invalid_argument(f"{where} must be a JSON object of feature name to value")
-    example = example_pb2.Example()
-    for name, value in obj.items():
-        example.features.feature[name].CopyFrom(_feature(name, value))
-    return example
-
-
-def examples_from_json(body: dict) -> tuple[str, input_pb2.Input]:
-    """Returns (signature_name, Input) for a REST classify/regress body.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT for a body without a list of example objects.
-    """
-    examples = body.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise invalid_argument('"examples" must be a non-empty JSON list of objects')
-    model_input = input_pb2.Input()
-    if "context" in body:
-        target = model_input.example_list_with_context
-        target.context.CopyFrom(_example(body["context"], '"context"'))
-    else:
-        target = model_input.example_list
-    for index, obj in enumerate(examples):
-        target.examples.append(_example(obj, f"examples[{index}]"))
-    signature_name = body.get("signature_name", "")
-    if not isinstance(signature_name, str):
-        raise invalid_argument('"signature_name" must be a string')
-    return signature_name, model_input
-
-
-def classification_to_json(result) -> dict:
-    """Returns {"results": [[[label, score], ...], ...]} for a ClassificationResult."""
-    return {
-        "results": [
-            [[c.label, c.score] for c in classifications.classes]
-            for classifications in result.classifications
-        ]
-    }
-
-
-def regression_to_json(result) -> dict:
-    """Returns {"results": [value, ...]} for a RegressionResult."""
-    return {"results": [r.value for r in result.regressions]}
+# ---- status and metadata ----------------------------------------------------------------------
 
 
 def message_to_json(message) -> dict:
@@ -285,13 +196,36 @@ def message_to_json(message) -> dict:
     )
 
 
-def metadata_to_json(response) -> dict:
-    """Returns the REST body of GetModelMetadata: the SignatureDefMap under metadata."""
-    from tensorflow_serving.apis import get_model_metadata_pb2
+def status_to_json(response: get_model_status_pb2.GetModelStatusResponse) -> dict:
+    """Returns the REST body of GetModelStatus: {"model_version_status": [...]}."""
+    return message_to_json(response)
 
+
+def status_from_json(body: dict) -> get_model_status_pb2.GetModelStatusResponse:
+    """Returns the GetModelStatusResponse a REST status body holds."""
+    return json_format.ParseDict(
+        body, get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True
+    )
+
+
+def metadata_to_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict:
+    """Returns the REST body of GetModelMetadata: the SignatureDefMap under metadata."""
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
     return {
         "model_spec": message_to_json(response.model_spec),
         "metadata": {"signature_def": message_to_json(signature_map)},
     }
+
+
+def metadata_from_json(body: dict) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """Returns the GetModelMetadataResponse a REST metadata body holds."""
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    json_format.ParseDict(body.get("model_spec", {}), response.model_spec)
+    signature_map = json_format.ParseDict(
+        body.get("metadata", {}).get("signature_def", {}),
+        get_model_metadata_pb2.SignatureDefMap(),
+        ignore_unknown_fields=True,
+    )
+    response.metadata["signature_def"].Pack(signature_map)
+    return response

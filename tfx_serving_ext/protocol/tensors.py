@@ -122,24 +122,44 @@ def _shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
     )
 
 
+def tensor_dtype(array: np.ndarray) -> int:
+    """Returns the DataType a numpy array travels as (DT_STRING for bytes, str and objects).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for numpy dtypes no tensor carries (complex, datetime).
+    """
+    if array.dtype.kind in "OSU":
+        return types_pb2.DT_STRING
+    dtype = _DTYPE_BY_NUMPY.get(array.dtype)
+    if dtype is None:
+        raise invalid_argument(f"cannot serialize output of numpy dtype {array.dtype}")
+    return dtype
+
+
+def string_value(value) -> bytes:
+    """Returns one element of a string tensor as bytes (str as UTF-8, anything else via str)."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 def ndarray_to_tensor_proto(
-    array: np.ndarray, out: tensor_pb2.TensorProto | None = None
+    array: np.ndarray, out: tensor_pb2.TensorProto | None = None, packed: bool = False
 ) -> tensor_pb2.TensorProto:
-    """Returns `array` as a TensorProto with typed value fields, as TF Serving answers."""
+    """Returns `array` as a TensorProto with typed value fields, as TF Serving answers.
+
+    `packed=True` puts numbers in `tensor_content` instead: the same tensor to any reader, built
+    without a Python object per value (for protos that stay in the process).
+    """
     proto = tensor_pb2.TensorProto() if out is None else out
     array = np.asarray(array)
-    if array.dtype.kind in "OSU":
-        proto.dtype = types_pb2.DT_STRING
-        flat = array.ravel().tolist()
-        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+    dtype = tensor_dtype(array)
+    proto.dtype = dtype
+    if dtype == types_pb2.DT_STRING:
+        proto.string_val.extend(string_value(v) for v in array.ravel().tolist())
+    elif packed:
+        proto.tensor_content = np.ascontiguousarray(array).tobytes()
+    elif dtype == types_pb2.DT_HALF:
+        proto.half_val.extend(array.ravel().view(np.uint16).tolist())
     else:
-        dtype = _DTYPE_BY_NUMPY.get(array.dtype)
-        if dtype is None:
-            raise invalid_argument(f"cannot serialize output of numpy dtype {array.dtype}")
-        proto.dtype = dtype
-        if dtype == types_pb2.DT_HALF:
-            proto.half_val.extend(array.ravel().view(np.uint16).tolist())
-        else:
-            getattr(proto, _VALUE_FIELD[dtype]).extend(array.ravel().tolist())
+        getattr(proto, _VALUE_FIELD[dtype]).extend(array.ravel().tolist())
     proto.tensor_shape.CopyFrom(_shape_proto(array.shape))
     return proto

@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfx_serving_ext.protocol import rest_json as json_codec
+from tfx_serving_ext.protocol import rest_examples, rest_json, rest_predict
 from tfx_serving_ext.protocol.errors import ServingError, from_exception, invalid_argument
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.servable import DEFAULT_SIGNATURE
@@ -40,7 +40,7 @@ def _json_response(body: dict, status: int = 200) -> web.Response:
 
 
 def _error_response(error: ServingError) -> web.Response:
-    return _json_response({"error": error.message}, error.http_status)
+    return _json_response(rest_json.error_to_json(error), error.http_status)
 
 
 def _set_version(model_spec, version: str | None, label: str | None) -> None:
@@ -148,12 +148,10 @@ class RestServer:
         if match and request.method == "POST":
             name, version, label, verb = match.groups()
             body = await self._read_json(request)
-            handler = {
-                "predict": self._predict,
-                "classify": self._classify,
-                "regress": self._regress,
-            }[verb.lower()]
-            return await self._run_blocking(handler, name, version, label, body)
+            verb = verb.lower()
+            if verb == "predict":
+                return await self._run_blocking(self._predict, name, version, label, body)
+            return await self._run_blocking(self._examples, verb, name, version, label, body)
         match = _MODEL_ROUTE.fullmatch(path)
         if match and request.method == "GET":
             name, version, label, metadata = match.groups()
@@ -200,38 +198,44 @@ class RestServer:
             raise ServingError(
                 "FAILED_PRECONDITION", f'Serving signature key "{signature_name}" not found.'
             )
-        predict_request, row_format = json_codec.predict_request_from_json(
+        predict_request, row_format = rest_predict.predict_request_from_json(
             body, signature_name, signature
         )
         predict_request.model_spec.CopyFrom(spec)
         predict_request.model_spec.signature_name = signature_name
         response = servable.predict(predict_request)
-        return json_codec.predict_response_to_json(response, row_format)
+        return rest_predict.predict_response_to_json(response, row_format)
 
-    def _classify(self, name, version, label, body: dict) -> dict:
-        signature_name, model_input = json_codec.examples_from_json(body)
-        request = classification_pb2.ClassificationRequest(input=model_input)
+    def _examples(self, verb: str, name, version, label, body: dict) -> dict:
+        # The body decodes to the Input a gRPC Classify/Regress request carries, and runs
+        # through the same core call.
+        request_type, run, result_to_json = {
+            "classify": (
+                classification_pb2.ClassificationRequest,
+                self._core.classify,
+                rest_examples.classification_to_json,
+            ),
+            "regress": (
+                regression_pb2.RegressionRequest,
+                self._core.regress,
+                rest_examples.regression_to_json,
+            ),
+        }[verb]
+        signature_name, model_input = rest_examples.input_from_json(body)
+        request = request_type(input=model_input)
         request.model_spec.name = name
         request.model_spec.signature_name = signature_name
         _set_version(request.model_spec, version, label)
-        return json_codec.classification_to_json(self._core.classify(request).result)
-
-    def _regress(self, name, version, label, body: dict) -> dict:
-        signature_name, model_input = json_codec.examples_from_json(body)
-        request = regression_pb2.RegressionRequest(input=model_input)
-        request.model_spec.name = name
-        request.model_spec.signature_name = signature_name
-        _set_version(request.model_spec, version, label)
-        return json_codec.regression_to_json(self._core.regress(request).result)
+        return result_to_json(run(request).result)
 
     def _status(self, name, version, label) -> dict:
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = name
         _set_version(request.model_spec, version, label)
-        return json_codec.message_to_json(self._core.model_status(request))
+        return rest_json.status_to_json(self._core.model_status(request))
 
     def _metadata(self, name, version, label) -> dict:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         request.model_spec.name = name
         _set_version(request.model_spec, version, label)
-        return json_codec.metadata_to_json(self._core.model_metadata(request))
+        return rest_json.metadata_to_json(self._core.model_metadata(request))
