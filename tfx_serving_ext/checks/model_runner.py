@@ -1,9 +1,11 @@
-"""Runs TF Serving requests against a SavedModel loaded in this process.
+"""The one in-process model runner: a SavedModel answering TF Serving requests as TF Serving does.
 
-This is how TF Serving itself treats a request during warmup: Predict feeds the request's
-tensors to the signature; Classify and Regress feed the examples, serialized, to the
-signature's single input and read `classes`/`scores` or `outputs`. The validator uses it to
-check that a signature answers, and the warmup writer to replay its records before shipping.
+The embedded server's servables, the warmup writer's replay and the validator's run all go
+through `LocalModel`, so a request means the same thing everywhere: Predict feeds the request's
+tensors to the signature; Classify and Regress feed the examples, serialized (a context first,
+so that the example's own features win), to the signature's single input `inputs` and read
+`classes`/`scores` or `outputs` (see `example_inference`). Refusals are `ServingError`s with TF
+Serving's status codes.
 """
 
 from __future__ import annotations
@@ -11,141 +13,336 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
-from tensorflow.core.example import example_pb2
+import numpy as np
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    predict_pb2,
+    regression_pb2,
+)
 
+from tfx_serving_ext.checks.example_inference import (
+    check_classify_signature,
+    check_example_signature,
+    check_regress_signature,
+    fill_classifications,
+    fill_regressions,
+    serialized_examples,
+)
 from tfx_serving_ext.checks.requests import RequestForSignature
-from tfx_serving_ext.protocol.saved_model import SERVE_TAG
-from tfx_serving_ext.protocol.signatures import EXAMPLE_INPUT
+from tfx_serving_ext.protocol import tensors
+from tfx_serving_ext.protocol.errors import ServingError, from_exception, invalid_argument
+from tfx_serving_ext.protocol.saved_model import SERVE_TAG, is_saved_model_dir, read_meta_graph
+from tfx_serving_ext.protocol.signatures import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    EXAMPLE_INPUT,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class RequestFailed(RuntimeError):
-    """The model refused or failed a request, as TF Serving would."""
+class RequestFailed(ServingError):
+    """The model refused or failed a request offline, as TF Serving would (`.code`, `.message`)."""
 
 
 class LocalModel:
-    """A SavedModel loaded in-process, answering TF Serving requests.
+    """A SavedModel loaded in-process, answering Predict / Classify / Regress / MultiInference.
+
+    Thread-safe: requests run concurrently on the same concrete functions.
+
+    Args:
+        saved_model_dir: the SavedModel directory (a version directory).
+        tags: the meta graph's tag set.
+        method_name_check: TF Serving's --enable_signature_method_name_check. On, Classify and
+            Regress need a signature of that method and Predict one of the three serving
+            methods. TF Serving defaults it to off (TF2 exports mark every signature predict);
+            the embedded server and the offline checks currently keep it on.
+
+    Raises:
+        ServingError: NOT_FOUND for a directory without a SavedModel, the load's status code
+            (INTERNAL otherwise) for one TensorFlow cannot load.
 
     Example:
         model = LocalModel(find_serving_model_dir(model.uri))
         outputs = model.run(build_requests(defs, examples, "m")[0])
     """
 
-    def __init__(self, saved_model_dir: str | os.PathLike, tags: Iterable[str] = (SERVE_TAG,)):
+    def __init__(
+        self,
+        saved_model_dir: str | os.PathLike,
+        tags: Iterable[str] = (SERVE_TAG,),
+        *,
+        method_name_check: bool = True,
+    ):
         import tensorflow as tf
 
-        self.path = str(saved_model_dir)
-        self._loaded = tf.saved_model.load(self.path, tags=list(tags))
-        self.signatures = self._loaded.signatures
-
-    def run(self, item: RequestForSignature) -> dict:
-        """Returns the output tensors (name -> eager tf.Tensor) the signature gives for a request.
-
-        Raises:
-            RequestFailed: no such signature, the inputs do not match it, or the graph failed.
-        """
-        import tensorflow as tf
-
-        function = self.signatures.get(item.signature_name)
-        if function is None:
-            raise RequestFailed(
-                f"no signature '{item.signature_name}' in {self.path}; "
-                f"it has {sorted(self.signatures.keys())}"
+        self.path = Path(saved_model_dir)
+        self.method_name_check = method_name_check
+        tags = list(tags)
+        if not is_saved_model_dir(self.path):
+            raise ServingError(
+                "NOT_FOUND",
+                "Could not find SavedModel .pb or .pbtxt at supplied export directory path: "
+                f"{self.path}",
             )
         try:
+            meta_graph = read_meta_graph(self.path, tags)
+            self._loaded = tf.saved_model.load(str(self.path), tags=tags)  # keeps variables
+        except Exception as exc:
+            status = from_exception(exc)
+            code = status.code if isinstance(exc, tf.errors.OpError) else "INTERNAL"
+            raise ServingError(
+                code, f"Failed to load SavedModel from {self.path}: {status.message}"
+            ) from exc
+        self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dict(meta_graph.signature_def)
+        self.signatures = dict(self._loaded.signatures)
+
+    # ---- Predict -------------------------------------------------------------------------
+
+    def predict(
+        self, request: predict_pb2.PredictRequest, version: int | None = None
+    ) -> predict_pb2.PredictResponse:
+        """Returns the PredictResponse for `request`; `version` is echoed in its model_spec.
+
+        Raises:
+            ServingError: FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for
+                inputs or an output filter that do not match it, the graph's own status.
+        """
+        name, outputs = self.predict_outputs(request)
+        response = predict_pb2.PredictResponse()
+        _fill_model_spec(response.model_spec, request.model_spec.name, name, version)
+        for alias, tensor in outputs.items():
+            tensors.ndarray_to_tensor_proto(tensor.numpy(), response.outputs[alias])
+        return response
+
+    def predict_outputs(self, request: predict_pb2.PredictRequest) -> tuple[str, dict]:
+        """Returns (signature name, output alias -> eager tf.Tensor) for a PredictRequest.
+
+        Raises:
+            ServingError: as `predict`.
+        """
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = self.signature_defs.get(name)
+        function = self.signatures.get(name)
+        if signature is None or function is None:
+            raise ServingError("FAILED_PRECONDITION", f'Serving signature key "{name}" not found.')
+        servable_methods = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
+        if self.method_name_check and signature.method_name not in servable_methods:
+            raise ServingError(
+                "INTERNAL",
+                "Expected prediction signature method_name to be one of "
+                f"{{{', '.join(servable_methods)}}}. Was: {signature.method_name}",
+            )
+        _check_input_names(signature, request)
+        arguments = {}
+        for index, (alias, proto) in enumerate(sorted(request.inputs.items())):
+            expected = signature.inputs[alias].dtype
+            if proto.dtype != expected:
+                raise invalid_argument(
+                    f"Expects arg[{index}] to be {tensors.dtype_name(expected)} but "
+                    f"{tensors.dtype_name(proto.dtype)} is provided"
+                )
+            arguments[alias] = tensors.tensor_proto_to_ndarray(proto)
+        aliases = _output_aliases(signature, request.output_filter)
+        outputs = _call(function, arguments)
+        return name, {alias: outputs[alias] for alias in aliases}
+
+    # ---- Classify / Regress / MultiInference ------------------------------------------------
+
+    def classify(
+        self, request: classification_pb2.ClassificationRequest, version: int | None = None
+    ) -> classification_pb2.ClassificationResponse:
+        """Returns the ClassificationResponse for the tf.Examples in `request`.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for an unknown or unfit signature, no examples or
+                outputs TF Serving cannot read; the graph's own status.
+        """
+        response = classification_pb2.ClassificationResponse()
+        self._run_examples(request, "classify", response.result)
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        _fill_model_spec(response.model_spec, request.model_spec.name, name, version)
+        return response
+
+    def regress(
+        self, request: regression_pb2.RegressionRequest, version: int | None = None
+    ) -> regression_pb2.RegressionResponse:
+        """Returns the RegressionResponse for the tf.Examples in `request`.
+
+        Raises:
+            ServingError: as `classify`.
+        """
+        response = regression_pb2.RegressionResponse()
+        self._run_examples(request, "regress", response.result)
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        _fill_model_spec(response.model_spec, request.model_spec.name, name, version)
+        return response
+
+    def _run_examples(self, request, kind: str, result) -> dict:
+        """Returns the outputs TF Serving reads (eager tensors) after filling `result`."""
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = self.signature_defs.get(name)
+        if signature is None or name not in self.signatures:
+            raise invalid_argument(f"No signature was found with the name: {name}")
+        check_example_signature(signature, kind, self.method_name_check)
+        serialized = serialized_examples(request.input)
+        outputs = _call(self.signatures[name], {EXAMPLE_INPUT: serialized})
+        read = _read_outputs(outputs, kind)
+        fill = fill_classifications if kind == "classify" else fill_regressions
+        fill({k: v.numpy() for k, v in read.items()}, len(serialized), result)
+        return read
+
+    def multi_inference(
+        self, request: inference_pb2.MultiInferenceRequest, version: int | None = None
+    ) -> inference_pb2.MultiInferenceResponse:
+        """Returns one Classify/Regress result per task, all run on the same examples.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for tasks naming different models, a signature twice
+                or an unknown one, or signatures with different inputs; UNIMPLEMENTED for a
+                task that is neither Classify nor Regress; as `classify` otherwise.
+        """
+        if not request.tasks:
+            raise invalid_argument("Expected at least one task")
+        model_name = ""
+        seen: set[str] = set()
+        input_tensor = None
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise invalid_argument("Found ModelSpec with an empty model name.")
+            if model_name and task.model_spec.name != model_name:
+                raise invalid_argument(
+                    "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+                )
+            model_name = task.model_spec.name
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if name in seen:
+                raise invalid_argument(f"Duplicate evaluation of signature: {name}")
+            seen.add(name)
+            signature = self.signature_defs.get(name)
+            if signature is None or name not in self.signatures:
+                raise invalid_argument(f"Requested signature not found in model graph: {name}")
+            if task.method_name == CLASSIFY_METHOD:
+                check_classify_signature(signature, self.method_name_check)
+            elif task.method_name == REGRESS_METHOD:
+                check_regress_signature(signature, self.method_name_check)
+            else:
+                raise ServingError(
+                    "UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}"
+                )
+            tensor_name = signature.inputs[EXAMPLE_INPUT].name
+            if input_tensor is not None and tensor_name != input_tensor:
+                raise invalid_argument("Input tensor must be the same for all Signatures.")
+            input_tensor = tensor_name
+        serialized = serialized_examples(request.input)
+        response = inference_pb2.MultiInferenceResponse()
+        for task in request.tasks:
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            kind = "classify" if task.method_name == CLASSIFY_METHOD else "regress"
+            outputs = _call(self.signatures[name], {EXAMPLE_INPUT: serialized})
+            arrays = {k: v.numpy() for k, v in _read_outputs(outputs, kind).items()}
+            result = response.results.add()
+            if kind == "classify":
+                fill_classifications(arrays, len(serialized), result.classification_result)
+            else:
+                fill_regressions(arrays, len(serialized), result.regression_result)
+            _fill_model_spec(result.model_spec, task.model_spec.name, name, version)
+        return response
+
+    # ---- offline use ------------------------------------------------------------------------
+
+    def run(self, item: RequestForSignature) -> dict:
+        """Returns the output tensors (name -> eager tf.Tensor) TF Serving reads for a request.
+
+        The request gets exactly the server's checks; for Predict that is the filtered outputs,
+        for Classify `classes`/`scores`, for Regress `outputs`.
+
+        Raises:
+            RequestFailed: TF Serving would refuse the request or the graph failed; says which
+                signature and why.
+        """
+        try:
             if item.kind == "predict":
-                feeds = {k: tf.constant(tf.make_ndarray(v)) for k, v in item.request.inputs.items()}
-                expected = set(function.structured_input_signature[1])
-                if set(feeds) != expected:
-                    raise RequestFailed(
-                        f"input set {sorted(feeds)} does not match signature "
-                        f"'{item.signature_name}' inputs {sorted(expected)}"
-                    )
-                outputs = function(**feeds)
-                wanted = list(item.request.output_filter)
-                return {k: v for k, v in outputs.items() if not wanted or k in wanted}
-            key = _example_input_key(item, function)
-            serialized = [e.SerializeToString() for e in _examples(item.request.input)]
-            outputs = function(**{key: tf.constant(serialized, dtype=tf.string)})
-            return _example_outputs(item, outputs, len(serialized))
-        except RequestFailed:
-            raise
-        except Exception as exc:  # TF raises InvalidArgumentError, TypeError, ValueError, ...
+                return self.predict_outputs(item.request)[1]
+            if item.kind == "classify":
+                result = classification_pb2.ClassificationResult()
+            elif item.kind == "regress":
+                result = regression_pb2.RegressionResult()
+            else:
+                raise invalid_argument(f"Unsupported request kind: {item.kind}")
+            return self._run_examples(item.request, item.kind, result)
+        except ServingError as exc:
             raise RequestFailed(
+                exc.code,
                 f"{item.kind} request to signature '{item.signature_name}' failed: "
-                f"{type(exc).__name__}: {_first_line(exc)}"
+                f"{_first_line(exc.message)}",
             ) from exc
 
 
-def _example_input_key(item: RequestForSignature, function) -> str:
-    """Returns the signature's single input, which TF Serving requires to be named `inputs`."""
-    keys = sorted(function.structured_input_signature[1])
-    if keys != [EXAMPLE_INPUT]:
-        raise RequestFailed(
-            f"{item.kind} signature '{item.signature_name}' has inputs {keys}; TF Serving's "
-            f"{item.kind.capitalize()} needs exactly one, named '{EXAMPLE_INPUT}', and refuses "
-            "the request otherwise"
-        )
-    return EXAMPLE_INPUT
-
-
-def _example_outputs(item: RequestForSignature, outputs, batch: int) -> dict:
-    """Returns the outputs TF Serving reads, checked as classifier.cc / regressor.cc check them."""
+def _call(function, arguments: dict[str, np.ndarray]) -> dict:
+    """Returns the signature's outputs (eager tensors), or raises TF Serving's status."""
     import tensorflow as tf
 
-    where = f"{item.kind} signature '{item.signature_name}'"
-    if item.kind == "classify":
-        wanted = {"classes": tf.string, "scores": tf.float32}
-        if len(outputs) > 2:
-            raise RequestFailed(f"{where} has {len(outputs)} outputs; TF Serving allows 1 or 2")
-    else:
-        wanted = {"outputs": tf.float32}
-        if len(outputs) != 1:
-            raise RequestFailed(f"{where} has {len(outputs)} outputs; TF Serving allows 1")
-    found = {k: v for k, v in outputs.items() if k in wanted}
-    if not found:
-        raise RequestFailed(f"{where} returned {sorted(outputs)}, none of {sorted(wanted)}")
-    for key, tensor in found.items():
-        shape = list(tensor.shape)
-        if item.kind == "classify":
-            shape_ok = len(shape) == 2
-        else:
-            shape_ok = len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
-        if tensor.dtype != wanted[key] or not shape_ok or (shape and shape[0] != batch):
-            raise RequestFailed(
-                f"{where} returned '{key}' as {tensor.dtype.name}{shape} for {batch} example(s); "
-                f"TF Serving needs {wanted[key].name} "
-                + ("[batch, classes]" if item.kind == "classify" else "[batch] or [batch, 1]")
+    try:
+        return function(**{k: tf.convert_to_tensor(v) for k, v in arguments.items()})
+    except Exception as exc:  # TF op errors and argument binding errors
+        raise from_exception(exc) from exc
+
+
+def _read_outputs(outputs: dict, kind: str) -> dict:
+    keys = ("classes", "scores") if kind == "classify" else ("outputs",)
+    return {key: outputs[key] for key in keys if key in outputs}
+
+
+def _fill_model_spec(spec, model_name: str, signature_name: str, version: int | None) -> None:
+    """Echoes the request's model name, the signature that ran and the version that answered."""
+    spec.name = model_name
+    spec.signature_name = signature_name
+    if version is not None:
+        spec.version.value = version
+
+
+def _check_input_names(signature: meta_graph_pb2.SignatureDef, request) -> None:
+    sent, expected = set(request.inputs), set(signature.inputs)
+    if sent == expected or (sent < expected and len(signature.defaults) > 0):
+        return
+    raise invalid_argument(
+        f"input size does not match signature: {len(sent)}!={len(expected)} "
+        f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+        f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+        f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+    )
+
+
+def _output_aliases(signature: meta_graph_pb2.SignatureDef, output_filter) -> list[str]:
+    if not output_filter:
+        return list(signature.outputs)
+    seen: list[str] = []
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                f"in the set {{{','.join(sorted(signature.outputs))}}}."
             )
-    return found
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.append(alias)
+    return seen
 
 
-def _examples(model_input) -> list[example_pb2.Example]:
-    which = model_input.WhichOneof("kind")
-    if which == "example_list":
-        return list(model_input.example_list.examples)
-    if which == "example_list_with_context":
-        merged = []
-        context = model_input.example_list_with_context.context
-        for example in model_input.example_list_with_context.examples:
-            combined = example_pb2.Example()
-            combined.CopyFrom(example)
-            for name, feature in context.features.feature.items():
-                combined.features.feature[name].CopyFrom(feature)
-            merged.append(combined)
-        return merged
-    raise RequestFailed("the request's input holds no examples")
-
-
-def _first_line(exc: Exception) -> str:
+def _first_line(text: str) -> str:
     """Returns the line of a TF error that says what went wrong, not where the graph was built."""
-    text = str(getattr(exc, "message", None) or exc).strip()
+    text = text.strip()
     skip = ("Graph execution error", "Detected at node", "<stack traces")
     lines = [
         line.strip()
         for line in text.splitlines()
         if line.strip() and not line[0].isspace() and not line.startswith(skip)
     ]
-    return lines[0][:500] if lines else (text[:500] or repr(exc))
+    return lines[0][:500] if lines else text[:500]

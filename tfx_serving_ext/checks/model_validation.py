@@ -16,7 +16,12 @@ from typing import Any
 
 from tensorflow.core.framework import types_pb2
 
-from tfx_serving_ext.checks.requests import CannotBuildRequest, build_signature_requests
+from tfx_serving_ext.checks.model_runner import LocalModel, RequestFailed
+from tfx_serving_ext.checks.requests import (
+    CannotBuildRequest,
+    RequestForSignature,
+    build_signature_requests,
+)
 from tfx_serving_ext.checks.signature_checks import (
     check_contract,
     check_serving_rules,
@@ -130,8 +135,6 @@ def validate_model(
 
 def run_signatures_on_examples(model_dir, signature_defs, examples, tags) -> list[Check]:
     """Returns one check per signature: it answers one batch in-process with declared outputs."""
-    from tfx_serving_ext.checks.model_runner import LocalModel, RequestFailed
-
     summaries = summarize_signatures(signature_defs)
     checks = []
     model = None
@@ -145,31 +148,51 @@ def run_signatures_on_examples(model_dir, signature_defs, examples, tags) -> lis
             continue
         if model is None:
             model = LocalModel(model_dir, tags)
-        try:
-            outputs = model.run(request)
-        except RequestFailed as exc:
-            checks.append(Check("runs_on_examples", False, str(exc), name))
-            continue
-        problems = []
-        for key, tensor in outputs.items():
-            declared = summaries[name].outputs.get(key)
-            if declared is None:
-                continue
-            dtype = types_pb2.DataType.Name(tensor.dtype.as_datatype_enum)
-            if dtype != declared.dtype:
-                problems.append(f"output '{key}' is {dtype}, declared {declared.dtype}")
-            if not shapes_compatible(declared.shape, tuple(tensor.shape)):
-                problems.append(
-                    f"output '{key}' has shape {list(tensor.shape)}, declared "
-                    f"{list(declared.shape or [])}"
-                )
-        checks.append(
-            Check(
-                "runs_on_examples",
-                not problems,
-                "; ".join(problems)
-                or f"answered a batch of {len(examples)} examples with the declared outputs",
-                name,
-            )
-        )
+        checks.append(check_request_answers(model, request, summaries[name]))
     return checks
+
+
+def check_request_answers(
+    model: LocalModel, request: RequestForSignature, summary: SignatureSummary
+) -> Check:
+    """Returns whether the model answers `request` as TF Serving would, with declared outputs.
+
+    The request runs through the same runner as the embedded server's (TF Serving's checks and
+    the same meaning of a request); the outputs are then compared with what the signature
+    declares (dtype, compatible shape).
+    """
+    name = request.signature_name
+    try:
+        outputs = model.run(request)
+    except RequestFailed as exc:
+        return Check("runs_on_examples", False, str(exc), name)
+    problems = []
+    for key, tensor in outputs.items():
+        declared = summary.outputs.get(key)
+        if declared is None:
+            continue
+        dtype = types_pb2.DataType.Name(tensor.dtype.as_datatype_enum)
+        if dtype != declared.dtype:
+            problems.append(f"output '{key}' is {dtype}, declared {declared.dtype}")
+        if not shapes_compatible(declared.shape, tuple(tensor.shape)):
+            problems.append(
+                f"output '{key}' has shape {list(tensor.shape)}, declared "
+                f"{list(declared.shape or [])}"
+            )
+    batch = _batch_size(request)
+    return Check(
+        "runs_on_examples",
+        not problems,
+        "; ".join(problems) or f"answered a batch of {batch} examples with the declared outputs",
+        name,
+    )
+
+
+def _batch_size(request: RequestForSignature) -> int:
+    if request.kind != "predict":
+        model_input = request.request.input
+        if model_input.WhichOneof("kind") == "example_list_with_context":
+            return len(model_input.example_list_with_context.examples)
+        return len(model_input.example_list.examples)
+    first = next(iter(request.request.inputs.values()), None)
+    return first.tensor_shape.dim[0].size if first is not None and first.tensor_shape.dim else 1

@@ -24,6 +24,7 @@ from tfx_serving_ext.checks.requests import (
     build_requests,
     from_prediction_log,
 )
+from tfx_serving_ext.protocol.errors import ServingError, invalid_argument
 from tfx_serving_ext.protocol.saved_model import (
     SERVE_TAG,
     find_serving_model_dir,
@@ -122,6 +123,52 @@ def replay_requests(
                 model.run(record)
             except RequestFailed as exc:
                 raise WarmupReplayError(record.signature_name, index, str(exc)) from exc
+            count += 1
+    return count
+
+
+# PredictionLog type -> the method of LocalModel (or of a server's Servable) that answers it.
+WARMUP_LOG_METHODS = {
+    "predict_log": "predict",
+    "classify_log": "classify",
+    "regress_log": "regress",
+    "multi_inference_log": "multi_inference",
+}
+
+
+def replay_prediction_logs(
+    model, logs: Iterable[prediction_log_pb2.PredictionLog], *, iterations: int = 1
+) -> int:
+    """Returns the number of requests replayed from PredictionLogs, as TF Serving's warmup does.
+
+    Each record runs `iterations` times; a record without a log type is skipped.
+
+    Args:
+        model: a `LocalModel`, or anything answering the same request methods (the embedded
+            server's Servable).
+        logs: the warmup file's records.
+        iterations: --num_request_iterations_for_warmup.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a log type warmup does not support; the request's
+            own status, naming the record, when one fails.
+    """
+    count = 0
+    for index, log in enumerate(logs):
+        kind = log.WhichOneof("log_type")
+        if kind is None:
+            continue
+        method = WARMUP_LOG_METHODS.get(kind)
+        if method is None:
+            raise invalid_argument(f"Unsupported log_type for warmup: {kind}")
+        request = getattr(log, kind).request
+        for _ in range(max(1, iterations)):
+            try:
+                getattr(model, method)(request)
+            except ServingError as exc:
+                raise ServingError(
+                    exc.code, f"Warmup request {index} ({kind}) failed: {exc.message}"
+                ) from exc
             count += 1
     return count
 

@@ -50,7 +50,11 @@ class ServerCore:
         enable_model_warmup: bool = True,
         num_request_iterations_for_warmup: int = 1,
         load_policy: LoadPolicy | None = None,
+        enable_signature_method_name_check: bool = True,
     ):
+        # tensorflow_model_server defaults --enable_signature_method_name_check to false; the
+        # embedded server keeps the check on until ServerOptions carries the flag.
+        self._method_name_check = enable_signature_method_name_check
         self._enable_warmup = enable_model_warmup
         self._warmup_iterations = num_request_iterations_for_warmup
         self._load_policy = load_policy or LoadPolicy()
@@ -149,7 +153,7 @@ class ServerCore:
                 manager.set_aspired_versions(versions)
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
-        servable = Servable.load(name, version, path)
+        servable = Servable.load(name, version, path, method_name_check=self._method_name_check)
         if self._enable_warmup:
             run_warmup(servable, self._warmup_iterations)
         return servable

@@ -7,14 +7,16 @@ from pathlib import Path
 
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tfx_serving_ext.checks.warmup import (
+    MAX_WARMUP_RECORDS,
+    WARMUP_DIR,
+    WARMUP_FILE,
+    replay_prediction_logs,
+)
 from tfx_serving_ext.protocol.errors import ServingError, invalid_argument
 from tfx_serving_ext.server.servable import Servable
 
 logger = logging.getLogger(__name__)
-
-WARMUP_DIR = "assets.extra"
-WARMUP_FILE = "tf_serving_warmup_requests"
-MAX_WARMUP_RECORDS = 1000
 
 
 def warmup_file(version_dir: str | Path) -> Path:
@@ -65,32 +67,11 @@ def run_warmup(servable: Servable, num_iterations: int = 1) -> int:
     if not path.is_file():
         return 0
     logs = read_warmup_logs(path)
-    count = 0
-    for index, log in enumerate(logs):
-        kind = log.WhichOneof("log_type")
-        if kind is None:
-            continue
-        if kind == "predict_log":
-            request, run = log.predict_log.request, servable.predict
-        elif kind == "classify_log":
-            request, run = log.classify_log.request, servable.classify
-        elif kind == "regress_log":
-            request, run = log.regress_log.request, servable.regress
-        elif kind == "multi_inference_log":
-            request, run = log.multi_inference_log.request, servable.multi_inference
-        else:
-            raise invalid_argument(f"Unsupported log_type for warmup: {kind}")
-        if kind == "multi_inference_log":
-            for task in request.tasks:  # model_spec names in the file are ignored
+    for log in logs:
+        if log.WhichOneof("log_type") == "multi_inference_log":
+            for task in log.multi_inference_log.request.tasks:  # names in the file are ignored
                 task.model_spec.name = servable.name
-        for _ in range(max(1, num_iterations)):
-            try:
-                run(request)
-            except ServingError as exc:
-                raise ServingError(
-                    exc.code, f"Warmup request {index} ({kind}) failed: {exc.message}"
-                ) from exc
-            count += 1
+    count = replay_prediction_logs(servable, logs, iterations=num_iterations)
     logger.info(
         "Finished reading warmup data for model %s version %d: %d requests replayed",
         servable.name,
