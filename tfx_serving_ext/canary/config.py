@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tfx_serving_ext.canary.backends import BACKENDS
 from tfx_serving_ext.canary.judge import CanaryThresholds
+from tfx_serving_ext.config_fields import dataclass_from_mapping
 
 
 class CanaryConfigError(ValueError):
@@ -52,21 +53,9 @@ class CanaryConfig:
         """Returns a config from itself, a dict, JSON, or None (the defaults).
 
         Raises:
-            CanaryConfigError: unknown keys or invalid values.
+            CanaryConfigError: not JSON, unknown keys or invalid values.
         """
-        if value is None or value == "":
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            value = json.loads(value)
-        known = {f.name for f in fields(cls)}
-        unknown = set(value) - known
-        if unknown:
-            raise CanaryConfigError(
-                f"unknown canary settings {sorted(unknown)}; known: {sorted(known)}"
-            )
-        return cls(**value)
+        return dataclass_from_mapping(cls, value, what="canary settings", error=CanaryConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-ready dict."""

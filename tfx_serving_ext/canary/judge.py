@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from tfx_serving_ext.config_fields import dataclass_from_mapping
+
 
 class ThresholdsError(ValueError):
     """Thresholds that cannot be understood (unknown name, wrong type, out of range)."""
@@ -58,23 +60,15 @@ class CanaryThresholds:
         )
 
     @classmethod
-    def from_value(cls, value: CanaryThresholds | Mapping[str, Any] | str | None):
+    def from_value(
+        cls, value: CanaryThresholds | Mapping[str, Any] | str | None
+    ) -> CanaryThresholds:
         """Returns thresholds from themselves, a dict, JSON, or None (the defaults).
 
         Raises:
-            ThresholdsError: unknown keys or invalid values.
+            ThresholdsError: not JSON, unknown keys or invalid values.
         """
-        if value is None or value == "":
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            value = json.loads(value)
-        known = {f.name for f in fields(cls)}
-        unknown = set(value) - known
-        if unknown:
-            raise ThresholdsError(f"unknown thresholds {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**value)
+        return dataclass_from_mapping(cls, value, what="thresholds", error=ThresholdsError)
 
     def to_json(self) -> str:
         """Returns the thresholds as JSON (None for a check that is off)."""

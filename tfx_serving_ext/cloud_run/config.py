@@ -17,8 +17,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from tfx_serving_ext.config_fields import dataclass_from_mapping
 
 DEFAULT_BASE_IMAGE = "tensorflow/serving:2.19.1"
 
@@ -134,22 +137,15 @@ class CloudRunConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> CloudRunConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> CloudRunConfig:
         """Returns the settings from a dict of field values.
 
         Raises:
             CloudRunConfigError: unknown keys or invalid values.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CloudRunConfigError(
-                f"Unknown Cloud Run settings {unknown}; known settings: {sorted(known)}"
-            )
-        try:
-            return cls(**values)
-        except TypeError as e:
-            raise CloudRunConfigError(f"Invalid Cloud Run settings: {e}") from e
+        return dataclass_from_mapping(
+            cls, values, what="Cloud Run settings", error=CloudRunConfigError
+        )
 
     @classmethod
     def from_json(cls, text: str) -> CloudRunConfig:
@@ -158,10 +154,6 @@ class CloudRunConfig:
         Raises:
             CloudRunConfigError: not a JSON object, unknown keys or invalid values.
         """
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CloudRunConfigError(f"Cloud Run settings are not valid JSON: {e}") from e
-        if not isinstance(values, dict):
-            raise CloudRunConfigError("Cloud Run settings must be a JSON object")
-        return cls.from_dict(values)
+        return dataclass_from_mapping(
+            cls, text, what="Cloud Run settings", error=CloudRunConfigError
+        )

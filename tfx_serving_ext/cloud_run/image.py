@@ -22,8 +22,17 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from tfx_serving_ext.cloud_run import registry as reg
 from tfx_serving_ext.cloud_run.errors import ImageBuildError
+from tfx_serving_ext.cloud_run.oci_format import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    ImageReference,
+    Manifest,
+    sha256_digest,
+)
 
 MODEL_ROOT = "models"
 ENTRYPOINT_PATH = "usr/local/bin/tfx-serving-ext-entrypoint.sh"
@@ -141,7 +150,7 @@ def model_labels(
     model_name: str,
     model_version: int,
     source_uri: str | None,
-    base: reg.ImageReference,
+    base: ImageReference,
     base_digest: str,
 ) -> dict[str, str]:
     """Returns the image labels recording the model, its version, source artifact and base."""
@@ -208,26 +217,26 @@ def canonical_json(value: dict[str, Any]) -> bytes:
 
 
 def build_manifest(
-    base_manifest: reg.Manifest, config_raw: bytes, layer: Layer, annotations: dict[str, str]
+    base_manifest: Manifest, config_raw: bytes, layer: Layer, annotations: dict[str, str]
 ) -> tuple[bytes, str]:
     """Returns (manifest bytes, media type): the base's layers plus the model layer.
 
     The new manifest keeps the base's format (OCI or Docker v2) so layer media types agree.
     """
     base = base_manifest.json
-    oci = base_manifest.media_type == reg.OCI_MANIFEST
+    oci = base_manifest.media_type == OCI_MANIFEST
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": base_manifest.media_type,
         "config": {
-            "mediaType": reg.OCI_CONFIG if oci else reg.DOCKER_CONFIG,
+            "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
             "size": len(config_raw),
-            "digest": reg.sha256_digest(config_raw),
+            "digest": sha256_digest(config_raw),
         },
         "layers": [
             *base["layers"],
             {
-                "mediaType": reg.OCI_LAYER_GZIP if oci else reg.DOCKER_LAYER_GZIP,
+                "mediaType": OCI_LAYER_GZIP if oci else DOCKER_LAYER_GZIP,
                 "size": layer.size,
                 "digest": layer.digest,
             },

@@ -17,6 +17,8 @@ from typing import Any
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from tfx_serving_ext.config_fields import dataclass_from_mapping, parse_json_object
+
 DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -226,11 +228,7 @@ class ServingContract:
         Raises:
             ContractError: the text is not JSON or not a contract.
         """
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ContractError(f"contract is not valid JSON: {exc}") from exc
-        return cls.from_value(data)
+        return cls.from_value(parse_json_object(text, what="contract", error=ContractError))
 
     @classmethod
     def from_value(cls, value: ServingContract | Mapping[str, Any] | str | None) -> ServingContract:
@@ -241,36 +239,23 @@ class ServingContract:
         Raises:
             ContractError: the value has unknown keys or wrong types.
         """
-        if value is None:
-            return cls()
         if isinstance(value, ServingContract):
             return value
-        if isinstance(value, str):
-            return cls.from_json(value)
-        if not isinstance(value, Mapping):
-            raise ContractError(f"contract must be a dict or ServingContract, got {type(value)}")
-        signatures = value["signatures"] if set(value) == {"signatures"} else value
+        data = parse_json_object(value, what="contract", error=ContractError)
+        signatures = data["signatures"] if set(data) == {"signatures"} else data
         return cls(signatures=dict(signatures))
 
 
 def _tensor_contract(value: Any) -> TensorContract:
-    if isinstance(value, TensorContract):
-        return value
-    try:
-        return TensorContract(**value)
-    except TypeError as exc:
-        raise ContractError(f"bad tensor contract {value!r}: expected dtype and/or shape") from exc
+    return dataclass_from_mapping(
+        TensorContract, value, what="tensor contract fields", error=ContractError
+    )
 
 
 def _signature_contract(value: Any) -> SignatureContract:
-    if isinstance(value, SignatureContract):
-        return value
-    try:
-        return SignatureContract(**value)
-    except TypeError as exc:
-        raise ContractError(
-            f"bad signature contract {value!r}: expected method, inputs and/or outputs"
-        ) from exc
+    return dataclass_from_mapping(
+        SignatureContract, value, what="signature contract fields", error=ContractError
+    )
 
 
 # ---------------------------------------------------------------------------------------------

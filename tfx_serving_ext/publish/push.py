@@ -1,6 +1,8 @@
-"""Pushing a model to a serving volume: publish, verify on the server, label, retain, roll back.
+"""Pushing a model to a serving volume: publish, verify on the server, label, retain.
 
 This is the one function the ServingPusher executor and the `tfx-serving-ext push` command call.
+Its settings (`VolumePushConfig`, `push_config`) and the way back (`rollback_volume`,
+`rollback`) live in their own modules and are importable from here as well.
 
 Usage:
     config = VolumePushConfig(base_directory="/serving/penguin", model_name="penguin",
@@ -12,8 +14,6 @@ Usage:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import time
@@ -24,6 +24,27 @@ from typing import Any
 from tfx_serving_ext.protocol import model_config
 from tfx_serving_ext.protocol.saved_model import is_saved_model_dir
 from tfx_serving_ext.publish import volume
+from tfx_serving_ext.publish.push_config import (
+    NEW_VERSION,
+    PREVIOUS_VERSION,
+    PushConfigError,
+    VolumePushConfig,
+)
+from tfx_serving_ext.publish.rollback import VolumeRollbackResult, rollback_volume
+from tfx_serving_ext.publish.served_versions import served_versions, wait_until_served
+
+# The config and the rollback live in their own modules; callers import them from here too.
+__all__ = [
+    "NEW_VERSION",
+    "PREVIOUS_VERSION",
+    "PushConfigError",
+    "VolumePushConfig",
+    "VolumePushResult",
+    "VolumeRollbackResult",
+    "push_to_volume",
+    "rollback_volume",
+    "wait_until_served",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,85 +54,6 @@ LOAD_FAILED = "load_failed"
 TIMED_OUT = "timeout"
 UNREACHABLE = "unreachable"
 NOT_VERIFIED = "not_verified"  # no server address given
-
-# Label targets besides a literal version number.
-NEW_VERSION = "new"
-PREVIOUS_VERSION = "previous"
-
-
-class PushConfigError(ValueError):
-    """The push configuration is invalid; the message says which field and why."""
-
-
-@dataclass
-class VolumePushConfig:
-    """Where and how to push a model onto a serving volume.
-
-    Attributes:
-        base_directory: the directory TF Serving's `model_base_path` points at.
-        model_name: the model's name on the server and in the model config file.
-        model_config_file: text-format ModelServerConfig to maintain labels in (optional).
-        keep_versions: keep the newest N versions (plus served/labelled ones); 0 keeps all.
-        version_labels: {label: "new" | "previous" | version number}, e.g.
-            {"canary": "new", "stable": "previous"}. Needs `server_address` and
-            `model_config_file`: a label is only set once the server reports its version
-            AVAILABLE.
-        server_address: gRPC `host:port` or REST `http://host:port` of the server to verify on.
-        server_protocol: "grpc" or "rest".
-        verify_timeout_seconds: how long to wait for the new version to become AVAILABLE.
-        rollback_on_failure: remove the new version again if it fails to load or times out.
-    """
-
-    base_directory: str
-    model_name: str = "model"
-    model_config_file: str | None = None
-    keep_versions: int = 0
-    version_labels: dict[str, str | int] = field(default_factory=dict)
-    server_address: str | None = None
-    server_protocol: str = "grpc"
-    verify_timeout_seconds: float = 300.0
-    rollback_on_failure: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.base_directory:
-            raise PushConfigError("base_directory is required: the server's model_base_path")
-        volume.validate_model_name(self.model_name)
-        if self.keep_versions < 0:
-            raise PushConfigError(
-                f"keep_versions must be >= 0 (0 keeps all), not {self.keep_versions}"
-            )
-        if self.server_protocol not in ("grpc", "rest"):
-            raise PushConfigError(
-                f"server_protocol must be 'grpc' or 'rest', not {self.server_protocol!r}"
-            )
-        if self.verify_timeout_seconds <= 0:
-            raise PushConfigError("verify_timeout_seconds must be positive")
-        for label, target in self.version_labels.items():
-            if not (target in (NEW_VERSION, PREVIOUS_VERSION) or str(target).isdigit()):
-                raise PushConfigError(
-                    f"version_labels[{label!r}] = {target!r}: use 'new', 'previous' or a version"
-                )
-        if self.version_labels and not (self.server_address and self.model_config_file):
-            raise PushConfigError(
-                "version_labels need model_config_file (where labels live) and server_address "
-                "(TF Serving refuses a label on a version that is not AVAILABLE)"
-            )
-
-    @classmethod
-    def from_json(cls, text: str | dict[str, Any]) -> VolumePushConfig:
-        """Returns the config parsed from a JSON object (string or dict); unknown keys raise."""
-        data = json.loads(text) if isinstance(text, str) else dict(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PushConfigError(
-                f"unknown serving_volume push_destination keys {unknown}; known: {sorted(known)}"
-            )
-        return cls(**data)
-
-    def to_json(self) -> str:
-        """Returns the config as a JSON object string (the component's parameter format)."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
 @dataclass
@@ -175,7 +117,7 @@ def push_to_volume(
         from tfx_serving_ext.protocol.errors import ServingError
 
         try:
-            served_before = _served_versions(client, config.model_name)
+            served_before = served_versions(client, config.model_name)
         except ServingError as exc:
             message = f"server {config.server_address} not usable, nothing published: {exc}"
             logger.error("Push failed: %s", message)
@@ -217,7 +159,7 @@ def push_to_volume(
         from tfx_serving_ext.protocol.errors import ServingError
 
         try:
-            protected |= _served_versions(client, config.model_name)
+            protected |= served_versions(client, config.model_name)
         except ServingError as exc:
             logger.warning("Retention skipped: cannot tell which versions are served (%s)", exc)
             return result
@@ -225,47 +167,6 @@ def push_to_volume(
         config.base_directory, config.keep_versions, protected
     )
     return result
-
-
-def _served_versions(client: Any, model_name: str) -> set[int]:
-    """Returns the versions the server reports AVAILABLE (none if it does not know the model)."""
-    from tfx_serving_ext.protocol.errors import ServingError
-
-    try:
-        statuses = client.model_status(model_name)
-    except ServingError as exc:
-        if exc.code != "NOT_FOUND":
-            raise
-        return set()
-    return {s.version for s in statuses if s.state == "AVAILABLE"}
-
-
-def wait_until_served(client: Any, model_name: str, version: int, timeout: float) -> None:
-    """Returns once `version` is the newest AVAILABLE version of the model on the server.
-
-    Unlike ServingClient.wait_until_available this tolerates END: after a rollback the target
-    version is usually in END (unloaded when the newer one arrived) until the server reloads it.
-
-    Raises:
-        ServingTimeout: it did not happen within `timeout` seconds.
-    """
-    from tfx_serving_ext.protocol.errors import ServerUnreachable, ServingTimeout
-
-    deadline = time.monotonic() + timeout
-    seen: set[int] = set()
-    while True:
-        try:
-            seen = _served_versions(client, model_name)
-        except ServerUnreachable:
-            seen = set()
-        if seen and max(seen) == version:
-            return
-        if time.monotonic() >= deadline:
-            raise ServingTimeout(
-                f"version {version} of {model_name} is not the newest AVAILABLE version after "
-                f"{timeout:g}s (AVAILABLE: {sorted(seen)})"
-            )
-        time.sleep(0.1)
 
 
 def _verify(
@@ -330,7 +231,7 @@ def _set_labels(
             targets[label] = max(others)
         else:
             targets[label] = int(target)
-    available = _served_versions(client, config.model_name)
+    available = served_versions(client, config.model_name)
     for label, version in list(targets.items()):
         if version not in available:
             # TF Serving rejects the whole config when a label points at an unloaded version.
@@ -344,57 +245,3 @@ def _set_labels(
     if not targets:
         return {}
     return model_config.set_version_labels(config.model_config_file, config.model_name, targets)
-
-
-@dataclass
-class VolumeRollbackResult:
-    """The outcome of `rollback_volume`."""
-
-    current_version: int
-    removed_versions: list[int]
-    archived_to: dict[int, Path]
-    dropped_labels: list[str] = field(default_factory=list)
-    verified: bool = False
-
-
-def rollback_volume(
-    base_directory: str | os.PathLike,
-    *,
-    to_version: int | None = None,
-    model_name: str = "model",
-    model_config_file: str | os.PathLike | None = None,
-    client: Any = None,
-    timeout: float = 300.0,
-) -> VolumeRollbackResult:
-    """Returns what was rolled back: versions above `to_version` moved to the archive.
-
-    Labels pointing at those versions are dropped from the model config file first (TF Serving
-    rejects a config that labels an unloaded version); with a client, waits until the server
-    serves `to_version` as its newest AVAILABLE version.
-
-    Raises:
-        volume.NoSuchVersion: nothing to roll back to, or `to_version` is not on the volume.
-        ServingTimeout: the server did not go back to `to_version` within `timeout`.
-    """
-    versions = sorted(volume.list_versions(base_directory))
-    if to_version is None:
-        to_version = versions[-2] if len(versions) > 1 else None
-    if to_version is None or to_version not in versions:
-        raise volume.NoSuchVersion(
-            f"cannot roll {base_directory} back to {to_version}: versions present {versions}"
-        )
-    dropped: list[str] = []
-    if model_config_file:
-        newer = {v for v in versions if v > to_version}
-        dropped = model_config.drop_labels_on_versions(model_config_file, model_name, newer)
-    rolled = volume.rollback_versions(base_directory, to_version=to_version)
-    result = VolumeRollbackResult(
-        current_version=rolled.current_version,
-        removed_versions=rolled.removed_versions,
-        archived_to=rolled.archived_to,
-        dropped_labels=dropped,
-    )
-    if client is not None:
-        wait_until_served(client, model_name, to_version, timeout)
-        result.verified = True
-    return result

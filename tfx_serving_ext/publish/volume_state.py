@@ -1,0 +1,120 @@
+"""The serving volume's own bookkeeping: its lock, its high-water mark, its trash, its names.
+
+Everything here lives under `<base>/.tfx_serving_ext/`, a name TF Serving ignores (it only
+sees children whose names parse as integers). Publishing (`volume`) and taking versions away
+(`retention`) share it: both hold `volume_lock` while they decide, raise the high-water mark so
+that no number is ever reused, and rename doomed directories into the trash before deleting them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from tfx_serving_ext.protocol.versions import list_versions
+from tfx_serving_ext.publish.tree_copy import UnsafeModelPath, fsync_dir
+
+STATE_DIR = ".tfx_serving_ext"
+LOCK_FILE = "lock"
+HIGH_WATER_MARK_FILE = "high_water_mark"
+TRASH_DIR = "trash"
+ARCHIVE_DIR = "archive"
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+class VolumeError(RuntimeError):
+    """The serving volume cannot be used as asked."""
+
+
+class NoSuchVersion(VolumeError):
+    """The requested version is not on the serving volume."""
+
+
+def validate_model_name(model_name: str) -> str:
+    """Returns `model_name` if it is safe as a single path component and a TF Serving name.
+
+    Raises:
+        UnsafeModelPath: the name is empty, holds a separator or `..`, or starts with a dot.
+    """
+    if not _MODEL_NAME_RE.match(model_name or "") or ".." in model_name:
+        raise UnsafeModelPath(
+            f"model name {model_name!r} is not allowed: use letters, digits, '.', '_' and '-' "
+            "only, starting with a letter or digit, with no '..' or path separators"
+        )
+    return model_name
+
+
+def read_high_water_mark(base_path: str | os.PathLike) -> int:
+    """Returns the highest version ever claimed on the volume (0 if none was recorded)."""
+    path = Path(base_path) / STATE_DIR / HIGH_WATER_MARK_FILE
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return 0
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise VolumeError(
+            f"{path} holds {text!r}, not a version number; fix or delete it (the next version "
+            "is then chosen from the versions present)"
+        ) from exc
+
+
+def next_version(base_path: str | os.PathLike) -> int:
+    """Returns the version number the next publish would claim (without claiming it)."""
+    base = Path(base_path)
+    return max([read_high_water_mark(base), *list_versions(base)], default=0) + 1
+
+
+@contextlib.contextmanager
+def volume_lock(base: Path) -> Iterator[None]:
+    """Holds the volume's fcntl lock while inside (claims, commits, removals, rollbacks)."""
+    state = base / STATE_DIR
+    state.mkdir(exist_ok=True)
+    fd = os.open(state / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def raise_high_water_mark(base: Path, version: int) -> None:
+    """Records `version` as claimed; the caller holds the volume lock."""
+    if version <= read_high_water_mark(base):
+        return
+    state = base / STATE_DIR
+    tmp = state / f"{HIGH_WATER_MARK_FILE}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{version}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, state / HIGH_WATER_MARK_FILE)
+    fsync_dir(state)
+
+
+def move_to_trash(base: Path, path: Path) -> Path | None:
+    """Returns where `path` was renamed to in the trash (out of TF Serving's sight), or None."""
+    trash = base / STATE_DIR / TRASH_DIR
+    trash.mkdir(parents=True, exist_ok=True)
+    target = trash / f"{path.name}-{secrets.token_hex(4)}"
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
+def remove_tree_safely(base: Path, path: Path) -> None:
+    """Renames `path` out of TF Serving's sight (into the trash), then deletes it."""
+    target = move_to_trash(base, path)
+    if target is None:
+        return
+    fsync_dir(base)
+    shutil.rmtree(target, ignore_errors=True)
