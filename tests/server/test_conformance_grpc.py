@@ -130,10 +130,12 @@ def test_classify_regress_errors(grpc_client):
         "INVALID_ARGUMENT",
         "No signature was found with the name: nope",
     )
+    # As tensorflow_model_server's default (no --enable_signature_method_name_check): the
+    # method name is not checked, the outputs are: a classify signature has no regress output.
     with pytest.raises(ServingError) as info:
         grpc_client.regress(HPT, [example(x=1.0)], signature_name="classify_x_to_y")
     assert info.value.code == "INVALID_ARGUMENT"
-    assert "Expected regression signature method_name" in info.value.message
+    assert "No regression outputs found in SignatureDef" in info.value.message
     with pytest.raises(ServingError) as info:
         grpc_client.classify(HPT, [], signature_name="classify_x_to_y")
     assert info.value.code == "INVALID_ARGUMENT"

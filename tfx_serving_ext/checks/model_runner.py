@@ -61,8 +61,9 @@ class LocalModel:
         tags: the meta graph's tag set.
         method_name_check: TF Serving's --enable_signature_method_name_check. On, Classify and
             Regress need a signature of that method and Predict one of the three serving
-            methods. TF Serving defaults it to off (TF2 exports mark every signature predict);
-            the embedded server and the offline checks currently keep it on.
+            methods. Off (TF Serving's default, which the embedded server and the offline checks
+            follow), any signature whose inputs and outputs fit runs: TF2 exports mark every
+            signature `tensorflow/serving/predict`.
 
     Raises:
         ServingError: NOT_FOUND for a directory without a SavedModel, the load's status code
@@ -78,7 +79,7 @@ class LocalModel:
         saved_model_dir: str | os.PathLike,
         tags: Iterable[str] = (SERVE_TAG,),
         *,
-        method_name_check: bool = True,
+        method_name_check: bool = False,
     ):
         import tensorflow as tf
 

@@ -1,8 +1,9 @@
 """Returns the checks of the rules TF Serving applies to every signature it serves.
 
-`serving_default` exists; method names are predict/classify/regress; classify and regress
-signatures take one serialized tf.Example input and have the outputs TF Serving reads; dtypes
-can cross the REST API; the batch dimension is dynamic. Nothing here loads or runs a model.
+`serving_default` exists; unusual method names are noted (TF Serving does not check them by
+default); classify and regress signatures take one serialized tf.Example input and have the
+outputs TF Serving reads; dtypes can cross the REST API; the batch dimension is dynamic.
+Nothing here loads or runs a model.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def check_serving_rules(
 ) -> list[Check]:
     """Returns the checks of the rules TF Serving and its REST clients impose on every signature.
 
-    `serving_default` exists; method names are predict/classify/regress; classify and regress
-    signatures take exactly one serialized tf.Example (DT_STRING) input and have the outputs TF
-    Serving reads; dtypes can cross the REST API; the batch dimension is dynamic.
+    `serving_default` exists; unusual method names are noted (TF Serving does not check them by
+    default); classify and regress signatures take exactly one serialized tf.Example (DT_STRING)
+    input and have the outputs TF Serving reads; dtypes can cross the REST API; the batch
+    dimension is dynamic.
     """
     policy = policy or BreakingChangePolicy()
     checks = []
@@ -57,15 +59,18 @@ def check_serving_rules(
 
 def _check_signature(name: str, sig: SignatureSummary, policy: BreakingChangePolicy) -> list:
     checks = []
-    valid_method = sig.method in METHOD_KINDS
+    # TF Serving checks method names only with --enable_signature_method_name_check (default
+    # off): Predict runs a signature of any method name, so an unusual one is noted, not refused.
+    standard_method = sig.method in METHOD_KINDS
     checks.append(
         Check(
             "method_name_valid",
-            valid_method,
+            True,
             f"method {sig.method}"
-            if valid_method
-            else f"method name {sig.method!r} is not one of {sorted(METHOD_KINDS)}; "
-            "TF Serving cannot route requests to this signature",
+            if standard_method
+            else f"method name {sig.method!r} is not one of {sorted(METHOD_KINDS)}; TF Serving "
+            "serves it through Predict only, and refuses it under "
+            "--enable_signature_method_name_check",
             name,
         )
     )

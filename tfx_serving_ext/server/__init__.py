@@ -6,7 +6,7 @@ them to a ModelServerConfig, and `grpc_service` / `rest_service` are the two fro
 `ModelServer` runs it all in-process; `tfx-serving-ext serve` runs it as a command.
 """
 
-from tfx_serving_ext.server.model_server import ModelServer
+from tfx_serving_ext.server.model_server import InitialModelsUnavailable, ModelServer
 from tfx_serving_ext.server.options import ServerOptions
 
-__all__ = ["ModelServer", "ServerOptions"]
+__all__ = ["InitialModelsUnavailable", "ModelServer", "ServerOptions"]

@@ -50,10 +50,8 @@ class ServerCore:
         enable_model_warmup: bool = True,
         num_request_iterations_for_warmup: int = 1,
         load_policy: LoadPolicy | None = None,
-        enable_signature_method_name_check: bool = True,
+        enable_signature_method_name_check: bool = False,
     ):
-        # tensorflow_model_server defaults --enable_signature_method_name_check to false; the
-        # embedded server keeps the check on until ServerOptions carries the flag.
         self._method_name_check = enable_signature_method_name_check
         self._enable_warmup = enable_model_warmup
         self._warmup_iterations = num_request_iterations_for_warmup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from tfx_serving_ext.protocol import model_config as config_lib
@@ -15,6 +16,15 @@ from tfx_serving_ext.server.options import ServerOptions
 from tfx_serving_ext.server.rest_service import RestServer
 
 logger = logging.getLogger(__name__)
+
+
+class InitialModelsUnavailable(ServingError):
+    """Models of the initial config did not become available, so the server did not start."""
+
+    def __init__(self, failures: dict[str, str]):
+        details = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
+        super().__init__("UNKNOWN", f"{len(failures)} model(s) did not become available: {details}")
+        self.failures = failures
 
 
 class ModelServer:
@@ -91,10 +101,13 @@ class ModelServer:
             load_policy=LoadPolicy(
                 options.max_num_load_retries, options.load_retry_interval_seconds
             ),
+            enable_signature_method_name_check=options.enable_signature_method_name_check,
         )
         self._core = core
         try:
             core.start(config)
+            if options.wait_for_initial_models:
+                self._wait_for_initial_models(core)
             self._grpc_server, self.grpc_port = start_grpc_server(
                 core, options.host, options.port, options.grpc_max_workers
             )
@@ -119,6 +132,52 @@ class ModelServer:
             )
             self._config_poller.start()
         return self
+
+    def _wait_for_initial_models(self, core: ServerCore) -> None:
+        """Returns once every configured model has a version AVAILABLE, as ServerCore::Create.
+
+        Raises:
+            InitialModelsUnavailable: every version of a model failed to load (state END), or
+                `initial_models_timeout_seconds` passed first.
+        """
+        timeout = self.options.initial_models_timeout_seconds
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        pending = set(core.model_names())
+        failures: dict[str, str] = {}
+        said_waiting: set[str] = set()
+        while pending:
+            for name in sorted(pending):
+                manager = core.manager(name)
+                if manager.available_versions():
+                    pending.discard(name)
+                    continue
+                records = manager.version_states()
+                if (
+                    records
+                    and manager.wait_until_settled(0)
+                    and all(r.state == "END" for r in records)
+                ):
+                    failures[name] = next(
+                        (r.error_message for r in records if r.error_code != "OK"),
+                        "every version ended without loading",
+                    )
+                    pending.discard(name)
+                elif not records and name not in said_waiting:
+                    said_waiting.add(name)
+                    logger.warning(
+                        "No versions of servable %s found yet: the ports open once one is "
+                        "AVAILABLE (as tensorflow_model_server does)",
+                        name,
+                    )
+            if pending and deadline is not None and time.monotonic() > deadline:
+                for name in pending:
+                    failures[name] = f"not AVAILABLE within {timeout:g} s"
+                break
+            if pending:
+                time.sleep(0.05)
+        if failures:
+            raise InitialModelsUnavailable(failures)
+        logger.info("Every model of the initial config is AVAILABLE: opening the ports")
 
     def _poll_config_file(self) -> None:
         path = Path(self.options.model_config_file)

@@ -15,8 +15,11 @@ class ServerOptions:
     Differences from tensorflow_model_server: `host` defaults to 127.0.0.1 (the real server
     binds every interface); ports 0 mean "any free port" (read them back from the ModelServer);
     `load_retry_interval_seconds` defaults to 1 s instead of 60 s so that a broken version
-    reaches END within seconds; start() does not wait for the models to load (poll
-    GetModelStatus, e.g. with ServingClient.wait_until_available); labels in the initial model
+    reaches END within seconds; start() opens the ports at once unless
+    `wait_for_initial_models` (what tensorflow_model_server always does, and what `tfx-serving-ext
+    serve` does) — in-process callers usually poll GetModelStatus instead, e.g. with
+    ServingClient.wait_until_available, and may start on a volume that is still empty; labels
+    in the initial model
     config are taken as given (tensorflow_model_server needs
     --allow_version_labels_for_unavailable_models for that), while a reloaded config is
     refused whole when a label points at a version that is not AVAILABLE, as there.
@@ -43,5 +46,15 @@ class ServerOptions:
     # the embedded server picks a free port for it instead.
     enable_rest: bool = True
     rest_api_max_body_bytes: int = 256 * 1024 * 1024
+    # As tensorflow_model_server: open the ports only once every model of the initial config
+    # has a version AVAILABLE (warmup included); a model whose versions all fail to load makes
+    # start() raise InitialModelsUnavailable naming it. A model with no version on disk is
+    # waited for, as there, up to `initial_models_timeout_seconds` (0 = forever).
+    wait_for_initial_models: bool = False
+    initial_models_timeout_seconds: float = 0.0
+    # TF Serving's default: Classify/Regress run any signature whose inputs and outputs fit and
+    # Predict runs any signature, whatever its method_name (TF2 exports mark every signature
+    # `tensorflow/serving/predict`). True checks method names strictly.
+    enable_signature_method_name_check: bool = False
     grpc_max_workers: int = 16
     rest_max_workers: int = 16
