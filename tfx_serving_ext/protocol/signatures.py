@@ -302,19 +302,9 @@ class BreakingChangePolicy:
         Raises:
             ContractError: a switch name is unknown.
         """
-        if value is None:
-            return cls()
-        if isinstance(value, BreakingChangePolicy):
-            return value
-        if isinstance(value, str):
-            value = json.loads(value) if value.strip() else {}
-        try:
-            return cls(**value)
-        except TypeError as exc:
-            known = ", ".join(sorted(asdict(cls())))
-            raise ContractError(
-                f"unknown breaking-change switch in {value!r}; known: {known}"
-            ) from exc
+        return dataclass_from_mapping(
+            cls, value, what="breaking-change switches", error=ContractError
+        )
 
 
 def shapes_compatible(expected: tuple[int, ...] | list[int] | None, actual) -> bool:
