@@ -119,7 +119,7 @@ def run_canary(
     num_examples = request_spec.num_examples or config.num_examples
     notes: list[str] = []
     report: dict[str, Any] = {
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),
         "candidate": {"model_dir": str(candidate)},
         "baseline": {"model_dir": str(baseline)} if baseline else None,
