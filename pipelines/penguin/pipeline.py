@@ -2,7 +2,12 @@ r"""The penguin pipeline: one `create_pipeline(...)` shared by every runner.
 
     CsvExampleGen -> PenguinTrainer -> SignatureValidator --------------------------+
                                     \-> WarmupRequestWriter -> ServingCanary -> ServingPusher
-    latest pushed model (resolver) ---> baseline of SignatureValidator and ServingCanary
+    what serves now (server / volume) -> baseline of SignatureValidator and ServingCanary
+
+The baseline is, by default, what serves now: the version the model server reports AVAILABLE
+(with `server_address`) or the newest complete version on the serving volume. No resolver node,
+so the same pipeline runs under LocalDagRunner, the tfx CLI, Vertex and open-source KFP. The MLMD
+resolvers remain an option (`baseline="latest_pushed"` or `"latest_blessed"`).
 
 The pusher publishes to a serving volume (TF Serving's model_base_path) or, with
 `push_target="cloud_run"`, builds an image and deploys a tagged canary revision on Cloud Run.
@@ -29,6 +34,9 @@ from tfx_serving_ext.components.signature_validator import SignatureValidator
 from tfx_serving_ext.components.warmup_request_writer import WarmupRequestWriter
 
 PIPELINE_NAME = "penguin-serving"
+SERVING_BASELINE = "serving"  # the baseline is what serves now (no resolver)
+NO_BASELINE = "none"  # compare with nothing: the contract and absolute thresholds only
+BASELINES = (SERVING_BASELINE, "latest_pushed", "latest_blessed", NO_BASELINE)
 MODEL_NAME = "penguin"
 # Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary at run time
 # (and falls back when it cannot); FnApiRunner is the in-process runner without that detour.
@@ -66,7 +74,7 @@ def create_pipeline(
     seed: int = 0,
     server_address: str | None = None,
     keep_versions: int = 0,
-    baseline: str = "latest_pushed",
+    baseline: str = "serving",
     push_target: str = "serving_volume",
     cloud_run: dict[str, Any] | None = None,
     canary_requests: int = 200,
@@ -89,7 +97,11 @@ def create_pipeline(
         server_address: gRPC address of the TF Serving that polls `serving_model_dir`; the
             pusher then waits until it serves the new version (and rolls back if it cannot).
         keep_versions: versions kept on the volume (0 keeps all).
-        baseline: how to find the model serving now: "latest_pushed" or "latest_blessed".
+        baseline: how to find the model serving now: "serving" (ask the server at
+            `server_address`, else read the serving volume; no resolver), or an MLMD resolver:
+            "latest_pushed" (lineage of the last push) or "latest_blessed" (TFX's
+            LatestBlessedModelStrategy, the one KubeflowV2DagRunner compiles; Vertex only);
+            "none": no baseline (the contract and absolute thresholds only).
         push_target: "serving_volume" or "cloud_run" (then `cloud_run` holds a CloudRunConfig
             as a dict).
         canary_requests: requests the canary sends to the candidate and to the baseline.
@@ -112,12 +124,31 @@ def create_pipeline(
         seed=seed,
         **({"drop_features": drop_features} if drop_features else {}),
     )
-    serving_now = baseline_resolver(baseline)
+    resolvers: list[BaseNode] = []
+    if baseline == SERVING_BASELINE:
+        if push_target != "serving_volume":
+            raise ValueError(
+                f"baseline={SERVING_BASELINE!r} reads the serving volume; with push_target="
+                f"{push_target!r} choose an MLMD resolver (latest_pushed or latest_blessed)"
+            )
+        serving_baseline = {
+            "base_directory": os.fspath(serving_model_dir),
+            "model_name": MODEL_NAME,
+            "server_address": server_address or "",
+        }
+        validator_baseline = canary_baseline = {"serving_baseline": serving_baseline}
+    elif baseline == NO_BASELINE:
+        validator_baseline = canary_baseline = {}
+    else:
+        serving_now = baseline_resolver(baseline)
+        resolvers.append(serving_now)
+        validator_baseline = {"baseline_model": serving_now.outputs["model"]}
+        canary_baseline = {"baseline": serving_now.outputs["model"]}
     validator = SignatureValidator(
         model=trainer.outputs["model"],
-        baseline_model=serving_now.outputs["model"],
         examples=examples,
         contract=PENGUIN_CONTRACT,
+        **validator_baseline,
     )
     warmup = WarmupRequestWriter(
         model=trainer.outputs["model"], examples=examples, num_examples=50, model_name=MODEL_NAME
@@ -129,7 +160,6 @@ def create_pipeline(
     canary = ServingCanary(
         model=warmed_model,
         examples=examples,
-        baseline=serving_now.outputs["model"],
         serving_spec=canary_serving_spec,
         config={
             "num_requests": canary_requests,
@@ -137,6 +167,7 @@ def create_pipeline(
             "backend": canary_backend,
             "thresholds": {**PENGUIN_CANARY_THRESHOLDS, **(canary_thresholds or {})},
         },
+        **canary_baseline,
     )
     if push_target == "serving_volume":
         push_destination: dict[str, Any] = {
@@ -165,7 +196,7 @@ def create_pipeline(
         components=[
             example_gen,
             trainer,
-            serving_now,
+            *resolvers,
             validator,
             warmup,
             *extra_steps,

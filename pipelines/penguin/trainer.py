@@ -18,16 +18,21 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types.standard_artifacts import Examples, Model
 
 from pipelines.penguin import model as penguin_model
+from tfx_serving_ext.components.artifact_paths import local_path
 from tfx_serving_ext.protocol.saved_model import TRAINER_SERVING_SUBDIR
 
 logger = logging.getLogger(__name__)
 
 
 def read_split(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (features, labels) of one split of an Examples artifact (gzip TFRecords)."""
+    """Returns (features, labels) of one split of an Examples artifact (gzip TFRecords).
+
+    `examples_uri` may be an object-store URI (gs://, s3://, minio://): it is read through its
+    KFP mount, as every executor of the package reads artifacts (`artifact_paths.local_path`).
+    """
     import tensorflow as tf
 
-    split_dir = Path(examples_uri) / f"Split-{split}"
+    split_dir = Path(local_path(examples_uri)) / f"Split-{split}"
     files = sorted(str(p) for p in split_dir.glob("*.gz"))
     if not files:
         raise FileNotFoundError(
@@ -66,7 +71,7 @@ def train_and_export(
         seed,
     )
     trained, accuracy = penguin_model.train_model(train, eval_, epochs=epochs, seed=seed)
-    serving_dir = Path(model_uri) / TRAINER_SERVING_SUBDIR
+    serving_dir = Path(local_path(model_uri)) / TRAINER_SERVING_SUBDIR
     penguin_model.export_serving_model(trained, serving_dir, drop_features=drop_features)
     logger.info("Exported the serving model to %s", serving_dir)
     return serving_dir, accuracy

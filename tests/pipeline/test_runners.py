@@ -36,17 +36,24 @@ def test_kubeflow_v2_runner_compiles_the_whole_chain(tmp_path):
         assert container["image"] == "registry.test/pipeline:1"
     canary_args = executors["ServingCanary_executor"]["container"]["args"]
     assert "tfx_serving_ext.components.serving_canary.executor.Executor" in canary_args
-    # The baseline resolver is one KFP can run, and the canary's TF Serving runs in a pod.
-    assert any(name.startswith("latest_blessed_model") for name in executors)
+    # Schema 2.1; the baseline is what serves now (no resolver node), the canary runs in-process
+    # on Vertex (the default platform).
+    assert spec["schemaVersion"] == "2.1.0"
+    assert not [name for name, executor in executors.items() if "resolver" in executor]
     canary_task = spec["root"]["dag"]["tasks"]["ServingCanary"]
-    serving_spec = json.loads(
-        canary_task["inputs"]["parameters"]["serving_spec"]["runtimeValue"]["constantValue"][
-            "stringValue"
-        ]
-    )
-    assert "kubernetes" in serving_spec
+    parameters = canary_task["inputs"]["parameters"]
+    serving_spec = json.loads(parameters["serving_spec"]["runtimeValue"]["constant"])
     assert serving_spec["tensorflow_serving"]["tags"] == ["2.19.1"]
-    assert "baseline" in canary_task["inputs"]["artifacts"]
+    assert json.loads(parameters["canary_config"]["runtimeValue"]["constant"])["backend"] == (
+        "embedded"
+    )
+    assert json.loads(parameters["serving_baseline"]["runtimeValue"]["constant"]) == {
+        "base_directory": "/serving/penguin",
+        "model_name": "penguin",
+        "server_address": "",
+        "server_protocol": "grpc",
+        "timeout_seconds": 30.0,
+    }
 
 
 def test_cloud_run_variant_compiles_with_the_pusher_deploying_to_cloud_run(tmp_path):
@@ -65,7 +72,7 @@ def test_cloud_run_variant_compiles_with_the_pusher_deploying_to_cloud_run(tmp_p
     parameters = pusher["inputs"]["parameters"]
 
     def constant(name):
-        return parameters[name]["runtimeValue"]["constantValue"]["stringValue"]
+        return parameters[name]["runtimeValue"]["constant"]
 
     assert constant("destination") == "cloud_run"
     pushed_config = json.loads(constant("push_destination"))

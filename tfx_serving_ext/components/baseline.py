@@ -4,6 +4,10 @@ from tfx_serving_ext.components import baseline_resolver
 
 serving_now = baseline_resolver("latest_pushed")
 validator = SignatureValidator(model=..., baseline_model=serving_now.outputs["model"])
+
+These follow MLMD, a guess at what serves. The components' `serving_baseline` parameter asks the
+model server (or reads the serving volume) instead and needs no resolver node: prefer it where
+the serving volume is reachable, and on open-source Kubeflow Pipelines, which runs no resolvers.
 """
 
 from __future__ import annotations

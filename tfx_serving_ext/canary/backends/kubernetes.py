@@ -9,6 +9,12 @@ stages the models and the model config file under its working directory on that 
 every path means the same thing in both pods.
 
 `build_pod_manifest` returns the pod as data (a `V1Pod`), so it is tested without a cluster.
+
+"Inside a cluster" is what Kubernetes gives every pod: the service account token file and
+`KUBERNETES_SERVICE_HOST`. TFX's `kube_utils.is_inside_kfp()` also wants `KFP_NAMESPACE`, which
+open-source KFP v2 does not set (it sets `KFP_POD_NAME`, `KFP_POD_UID` and `NAMESPACE`), so the
+pod and namespace are found from those, then the downward API's usual names, then the token's
+namespace file.
 """
 
 from __future__ import annotations
@@ -37,6 +43,63 @@ CONTAINER_NAME = "model-server"
 MODEL_VOLUME_NAME = "model-volume"
 DEFAULT_ACTIVE_DEADLINE_SECONDS = 24 * 3600
 _POLL_SECONDS = 5.0
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+EXECUTOR_CONTAINER_NAME = "main"  # the executor's container in a KFP (Argo) pod
+
+
+def is_inside_cluster(
+    environ: dict[str, str] | None = None, service_account_dir: Path = SERVICE_ACCOUNT_DIR
+) -> bool:
+    """Returns True in a Kubernetes pod that can reach the API (token file + service host)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("KUBERNETES_SERVICE_HOST")) and (service_account_dir / "token").is_file()
+
+
+def current_pod_name(environ: dict[str, str] | None = None) -> str | None:
+    """Returns this pod's name: KFP v2's `KFP_POD_NAME`, else `POD_NAME`, else `HOSTNAME`."""
+    env = os.environ if environ is None else environ
+    for key in ("KFP_POD_NAME", "POD_NAME", "HOSTNAME"):
+        if env.get(key):
+            return env[key]
+    return None
+
+
+def current_namespace(
+    environ: dict[str, str] | None = None, service_account_dir: Path = SERVICE_ACCOUNT_DIR
+) -> str | None:
+    """Returns this pod's namespace: `KFP_NAMESPACE`, `NAMESPACE`, `POD_NAMESPACE`, else the
+    service account's namespace file."""
+    env = os.environ if environ is None else environ
+    for key in ("KFP_NAMESPACE", "NAMESPACE", "POD_NAMESPACE"):
+        if env.get(key):
+            return env[key]
+    namespace_file = service_account_dir / "namespace"
+    if namespace_file.is_file():
+        return namespace_file.read_text().strip() or None
+    return None
+
+
+def _in_cluster_api():
+    """Returns a CoreV1Api configured from the pod's service account.
+
+    Raises:
+        BackendError: not inside a cluster, or the in-cluster configuration cannot be loaded.
+    """
+    if not is_inside_cluster():
+        raise BackendError(
+            "the kubernetes backend runs only inside a Kubernetes pod (a Kubeflow Pipelines "
+            f"task): no service account token at {SERVICE_ACCOUNT_DIR / 'token'} or no "
+            "KUBERNETES_SERVICE_HOST here. On Vertex Pipelines, or off-cluster, use the embedded "
+            "backend (kubeflow_v2_runner --canary-backend embedded) or the docker backend"
+        )
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    try:
+        k8s_config.load_incluster_config()
+    except k8s_config.ConfigException as exc:
+        raise BackendError(f"cannot load the in-cluster Kubernetes configuration: {exc}") from exc
+    return k8s.CoreV1Api()
 
 
 def _is_under(parent: str, child: str) -> bool:
@@ -183,23 +246,22 @@ class KubernetesBackend(ModelServerBackend):
         return f"KubernetesBackend(image={self._image}, pod={self._pod_name})"
 
     def start(self) -> None:
-        from tfx.utils import kube_utils
-
         if self._pod_name is not None:
             raise BackendError("the server was already started; create a new backend to restart")
-        if not kube_utils.is_inside_kfp():
+        self._api = _in_cluster_api()
+        self._namespace = current_namespace()
+        pod_name = current_pod_name()
+        if not self._namespace or not pod_name:
             raise BackendError(
-                "the kubernetes backend runs only inside a KFP pod; use the docker or embedded "
-                "backend elsewhere"
+                "cannot tell which pod and namespace this executor runs in: set KFP_POD_NAME "
+                "(or POD_NAME) and NAMESPACE from the downward API"
             )
-        self._api = kube_utils.make_core_v1_api()
-        self._namespace = kube_utils.get_kfp_namespace()
-        executor_pod = kube_utils.get_current_kfp_pod(self._api)
+        executor_pod = self._api.read_namespaced_pod(name=pod_name, namespace=self._namespace)
         root = self._work_dir / "models"
         staged = stage_models(self.models, root, copy=True)
         config_path = root / "models.config"
         config_path.write_text(model_server_config_text([(n, str(p)) for n, p in staged]))
-        found = find_claim_for_path(executor_pod, kube_utils.ARGO_MAIN_CONTAINER_NAME, config_path)
+        found = find_claim_for_path(executor_pod, EXECUTOR_CONTAINER_NAME, config_path)
         mount, claim = found if found else (None, None)
         if claim:
             pvc = self._api.read_namespaced_persistent_volume_claim(claim, self._namespace)

@@ -4,7 +4,8 @@ Usage:
     canary = ServingCanary(
         model=warmup_writer.outputs["model"],
         examples=example_gen.outputs["examples"],
-        baseline=latest_pushed_model.outputs["pushed_model"],  # a Model or a PushedModel
+        serving_baseline={"base_directory": "/serving/penguin"},  # what serves now; or
+        # baseline=latest_pushed_model.outputs["pushed_model"],  # a Model or a PushedModel
         serving_spec=infra_validator_pb2.ServingSpec(
             tensorflow_serving=infra_validator_pb2.TensorFlowServing(tags=["2.19.1"]),
             local_docker=infra_validator_pb2.LocalDockerConfig()),
@@ -30,6 +31,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from tfx_serving_ext.canary.config import CanaryConfig
+from tfx_serving_ext.components.serving_baseline import ServingBaseline
 from tfx_serving_ext.components.serving_canary import executor
 
 
@@ -48,6 +50,8 @@ class ServingCanarySpec(ComponentSpec):
         ),
         # CanaryConfig as JSON: traffic, backend, thresholds.
         executor.CANARY_CONFIG_KEY: ExecutionParameter(type=str, optional=True),
+        # ServingBaseline as JSON: the baseline is what serves now (server or volume).
+        executor.SERVING_BASELINE_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -83,6 +87,7 @@ class ServingCanary(base_component.BaseComponent):
         request_spec: infra_validator_pb2.RequestSpec | None = None,
         config: CanaryConfig | Mapping[str, Any] | str | None = None,
         backend: str | None = None,
+        serving_baseline: ServingBaseline | Mapping[str, Any] | str | None = None,
     ):
         """Builds the component.
 
@@ -99,10 +104,22 @@ class ServingCanary(base_component.BaseComponent):
                 number of distinct examples).
             config: CanaryConfig (or its dict/JSON): requests, concurrency, thresholds, backend.
             backend: shortcut for `config.backend` (e.g. "embedded" to skip Docker/Kubernetes).
+            serving_baseline: take as baseline what serves now instead of `baseline`:
+                ServingBaseline (or its dict/JSON: `base_directory`, `model_name`,
+                `server_address`): the version the server reports AVAILABLE, or without an
+                address the newest complete version on the volume. Needs no resolver, so it
+                runs on every orchestrator.
 
         Raises:
             CanaryConfigError, ThresholdsError: the config cannot be understood.
+            ValueError: both `baseline` and `serving_baseline`, or a bad serving_baseline.
         """
+        serving_baseline = ServingBaseline.from_value(serving_baseline)
+        if serving_baseline is not None and baseline is not None:
+            raise ValueError(
+                "Give either baseline (a resolver's output) or serving_baseline (what serves "
+                "now), not both"
+            )
         canary_config = CanaryConfig.from_value(config)
         if backend:
             canary_config = CanaryConfig.from_value({**canary_config.to_dict(), "backend": backend})
@@ -118,6 +135,7 @@ class ServingCanary(base_component.BaseComponent):
             validation_spec=validation_spec,
             request_spec=request_spec,
             canary_config=canary_config.to_json(),
+            serving_baseline=serving_baseline.to_json() if serving_baseline else "",
             blessing=types.Channel(type=standard_artifacts.InfraBlessing),
         )
         super().__init__(spec=spec)

@@ -16,6 +16,7 @@ from tfx.utils import proto_utils
 from tfx_serving_ext.canary.run import CanaryConfig, run_canary
 from tfx_serving_ext.checks.examples import read_examples
 from tfx_serving_ext.components.artifact_paths import artifact_path
+from tfx_serving_ext.components.serving_baseline import ServingBaseline, find_serving_now
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,14 @@ SERVING_SPEC_KEY = "serving_spec"
 VALIDATION_SPEC_KEY = "validation_spec"
 REQUEST_SPEC_KEY = "request_spec"
 CANARY_CONFIG_KEY = "canary_config"
+SERVING_BASELINE_KEY = "serving_baseline"
 
 # As InfraValidator writes them, so the stock Pusher honours our blessing.
 BLESSED_PROPERTY = "blessed"
 HAS_MODEL_PROPERTY = "has_model"
+# With a serving baseline: the version the candidate was compared with and who said it serves.
+BASELINE_VERSION_PROPERTY = "baseline_version"
+BASELINE_SOURCE_PROPERTY = "baseline_source"
 BLESSED_FILE = "INFRA_BLESSED"
 NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 
@@ -83,8 +88,12 @@ class Executor(base_executor.BaseExecutor):
         The blessing directory gets INFRA_BLESSED / INFRA_NOT_BLESSED, report.json,
         report.html, and server.log when the model did not load.
 
+        With the `serving_baseline` parameter the baseline is what serves now (see
+        `serving_baseline.find_serving_now`) instead of the `baseline` input.
+
         Raises:
             SavedModelError: no SavedModel in the model or baseline artifact.
+            ServingBaselineError: what serves now cannot be determined.
             CanaryInterrupted: the executor got SIGTERM (the model server was stopped).
         """
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -105,12 +114,17 @@ class Executor(base_executor.BaseExecutor):
                 limit=request_spec.num_examples or config.num_examples,
                 split_names=artifact.split_names or None,
             )
+        baseline_dir = _baseline_uri(input_dict, model.uri)
+        serving_baseline = ServingBaseline.from_value(exec_properties.get(SERVING_BASELINE_KEY))
+        serving_now = find_serving_now(serving_baseline) if serving_baseline else None
+        if serving_baseline is not None:
+            baseline_dir = str(serving_now.directory) if serving_now else None
         work_dir = Path(self._get_tmp_dir()) / "canary"
         try:
             result = run_canary(
                 artifact_path(model),
                 output_dir=artifact_path(blessing),
-                baseline_dir=_baseline_uri(input_dict, model.uri),
+                baseline_dir=baseline_dir,
                 examples=examples,
                 config=config,
                 serving_spec=serving_spec,
@@ -121,3 +135,6 @@ class Executor(base_executor.BaseExecutor):
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         write_infra_blessing(blessing, result.blessed)
+        if serving_now is not None:
+            blessing.set_int_custom_property(BASELINE_VERSION_PROPERTY, serving_now.version)
+            blessing.set_string_custom_property(BASELINE_SOURCE_PROPERTY, serving_now.source)

@@ -3,7 +3,7 @@
 Usage:
     validator = SignatureValidator(
         model=trainer.outputs["model"],
-        baseline_model=latest_blessed_model_resolver.outputs["model"],
+        serving_baseline={"base_directory": "/serving/penguin"},  # or baseline_model=<resolver>
         examples=example_gen.outputs["examples"],
         contract={"serving_default": {"method": "predict",
                                       "inputs": {"examples": {"dtype": "string"}}}},
@@ -23,6 +23,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from tfx_serving_ext.components.serving_baseline import ServingBaseline
 from tfx_serving_ext.components.signature_validator import executor
 from tfx_serving_ext.protocol.signatures import BreakingChangePolicy, ServingContract
 
@@ -40,6 +41,8 @@ class SignatureValidatorSpec(ComponentSpec):
         # How many examples make the one batch each signature is run on.
         executor.NUM_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True),
         executor.SPLIT_KEY: ExecutionParameter(type=str, optional=True),
+        # ServingBaseline as JSON: the baseline is what serves now (server or volume).
+        executor.SERVING_BASELINE_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -72,6 +75,7 @@ class SignatureValidator(base_component.BaseComponent):
         breaking_changes: BreakingChangePolicy | Mapping[str, bool] | str | None = None,
         num_examples: int = executor.DEFAULT_NUM_EXAMPLES,
         split: str | None = None,
+        serving_baseline: ServingBaseline | Mapping[str, Any] | str | None = None,
     ):
         """Builds the component.
 
@@ -86,10 +90,22 @@ class SignatureValidator(base_component.BaseComponent):
             breaking_changes: BreakingChangePolicy (or dict/JSON of its switches).
             num_examples: size of the batch each signature is run on.
             split: the examples' split (default: eval, else the first).
+            serving_baseline: take as baseline what serves now instead of `baseline_model`:
+                ServingBaseline (or its dict/JSON: `base_directory`, `model_name`,
+                `server_address`): the version the server reports AVAILABLE, or without an
+                address the newest complete version on the volume. Needs no resolver, so it
+                runs on every orchestrator.
 
         Raises:
             ContractError: the contract or the policy cannot be parsed.
+            ValueError: both `baseline_model` and `serving_baseline`, or a bad serving_baseline.
         """
+        serving_baseline = ServingBaseline.from_value(serving_baseline)
+        if serving_baseline is not None and baseline_model is not None:
+            raise ValueError(
+                "Give either baseline_model (a resolver's output) or serving_baseline (what "
+                "serves now), not both"
+            )
         contract_json = ServingContract.from_value(contract).to_json()
         policy_json = BreakingChangePolicy.from_value(breaking_changes).to_json()
         spec = SignatureValidatorSpec(
@@ -101,6 +117,7 @@ class SignatureValidator(base_component.BaseComponent):
             breaking_changes=policy_json,
             num_examples=num_examples,
             split=split or "",
+            serving_baseline=serving_baseline.to_json() if serving_baseline else "",
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )
         super().__init__(spec=spec)
