@@ -86,11 +86,21 @@ def write_warmup_file(
     return path
 
 
+class WarmupFileError(WarmupError, ServingError):
+    """A warmup file TF Serving would refuse to load: corrupt (DATA_LOSS) or over 1000 records."""
+
+    def __init__(self, code: str, message: str):
+        ServingError.__init__(self, code, message)
+
+
 def read_warmup_file(path: str | os.PathLike) -> list[prediction_log_pb2.PredictionLog]:
     """Returns the PredictionLogs of a warmup file (or of the file inside a SavedModel dir).
 
+    Reads as TF Serving does: stops at record 1001 rather than reading a huge file whole.
+
     Raises:
-        WarmupError: the file is corrupt, or holds more than 1000 records.
+        WarmupFileError: DATA_LOSS for a corrupt file or record, INVALID_ARGUMENT for more
+            than 1000 records (both a WarmupError and a ServingError).
     """
     import tensorflow as tf
 
@@ -100,11 +110,22 @@ def read_warmup_file(path: str | os.PathLike) -> list[prediction_log_pb2.Predict
     logs = []
     try:
         for record in tf.data.TFRecordDataset([str(path)]):
-            logs.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
-    except Exception as exc:  # DataLossError for corrupt files, DecodeError for bad records
-        raise WarmupError(f"{path} is not a TFRecord of PredictionLogs: {exc}") from exc
-    if len(logs) > MAX_WARMUP_RECORDS:
-        raise WarmupError(f"{path} holds {len(logs)} records, more than {MAX_WARMUP_RECORDS}")
+            if len(logs) >= MAX_WARMUP_RECORDS:
+                raise WarmupFileError(
+                    "INVALID_ARGUMENT",
+                    f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at "
+                    f"{path}",
+                )
+            try:
+                logs.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+            except Exception as exc:  # DecodeError
+                raise WarmupFileError(
+                    "DATA_LOSS", f"Failed to parse PredictionLog record {len(logs)} of {path}"
+                ) from exc
+    except tf.errors.OpError as exc:
+        raise WarmupFileError(
+            "DATA_LOSS", f"Failed to read warmup records from {path}: {exc.message}"
+        ) from exc
     return logs
 
 
