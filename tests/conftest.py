@@ -7,6 +7,15 @@ from pathlib import Path
 
 import pytest
 
+# The live container fixtures (a private dockerd, the TF Serving image, a registry in its network
+# namespace) and the summary line naming container tests skipped for want of a package.
+from tests.containers.fixtures import (  # noqa: F401
+    docker_engine,
+    netns_registry,
+    pytest_terminal_summary,
+    tf_serving_image,
+)
+
 # Keep TensorFlow's C++ start-up chatter out of test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
