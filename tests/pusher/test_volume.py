@@ -164,8 +164,24 @@ def test_retention_keeps_newest_and_protected(tmp_path):
     assert removed == [3, 2]
     assert numeric_dirs(base) == ["1", "4", "5"]
     assert volume.apply_retention(base, keep_versions=0) == []
-    # Deleted versions went through the trash and are gone from it.
+    # Removed versions are archived, not deleted; the archive keeps its own newest 2.
+    archive = base / ".tfx_serving_ext" / "archive"
+    assert sorted(p.name.split("-")[0] for p in archive.iterdir()) == ["2", "3"]
+    for _ in range(2):
+        volume.publish_version(model, base)
+    assert volume.apply_retention(base, keep_versions=2, protected={1}) == [5, 4]
+    assert sorted(p.name.split("-")[0] for p in archive.iterdir()) == ["4", "5"]
     assert list((base / ".tfx_serving_ext" / "trash").iterdir()) == []
+
+
+def test_retention_never_removes_the_last_version_verified_available(tmp_path):
+    base = tmp_path / "serving"
+    model = make_tree(tmp_path / "m", "M")
+    for _ in range(3):
+        volume.publish_version(model, base)
+    volume.record_verified_version(base, 1)  # 2 and 3 were pushed but never verified
+    assert volume.apply_retention(base, keep_versions=1) == [2]
+    assert numeric_dirs(base) == ["1", "3"]
 
 
 def test_rollback_archives_newer_versions_and_never_reuses_them(tmp_path):

@@ -111,3 +111,58 @@ def read_signature_defs(
         for name, signature in meta_graph.signature_def.items()
         if name != "__saved_model_init_op"
     }
+
+
+_VARIABLE_OPS = frozenset({"VarHandleOp", "VariableV2", "Variable"})
+
+
+def _has_variables(saved_model: saved_model_pb2.SavedModel) -> bool:
+    for meta_graph in saved_model.meta_graphs:
+        if any(n.WhichOneof("kind") == "variable" for n in meta_graph.object_graph_def.nodes):
+            return True
+        graph = meta_graph.graph_def
+        if any(node.op in _VARIABLE_OPS for node in graph.node):
+            return True
+        for function in graph.library.function:
+            if any(node.op in _VARIABLE_OPS for node in function.node_def):
+                return True
+    return False
+
+
+def check_variables_present(saved_model_dir: str | os.PathLike) -> None:
+    """Returns when the SavedModel's variables are all on disk: the index and every data shard.
+
+    A cheap check that needs no graph run: a model whose graph holds variables but whose
+    `variables/` lost its index or a shard cannot load in TF Serving, whatever its
+    saved_model.pb says.
+
+    Raises:
+        SavedModelError: the index or a shard is missing, or the index cannot be read.
+    """
+    import tensorflow as tf
+
+    path = Path(saved_model_dir)
+    if not _has_variables(read_saved_model(path)):
+        return
+    prefix = path / "variables" / "variables"
+    index = prefix.with_name("variables.index")
+    if not index.is_file():
+        raise SavedModelError(
+            f"{path} has variables but no {index.relative_to(path)}: TF Serving cannot load it. "
+            "Export the model again (the copy lost its variables)."
+        )
+    shards = sorted(prefix.parent.glob("variables.data-*-of-*"))
+    counts = {name.name.rsplit("-of-", 1)[1] for name in shards}
+    expected = {f"variables.data-{i:05d}-of-{c}" for c in counts for i in range(int(c))}
+    missing = sorted(expected - {s.name for s in shards}) if counts else ["variables.data-*"]
+    if missing:
+        raise SavedModelError(
+            f"{path} is missing variable shard(s) {missing}: TF Serving cannot load it. "
+            "Export the model again (the copy is incomplete)."
+        )
+    try:
+        tf.train.load_checkpoint(str(prefix))
+    except (tf.errors.OpError, ValueError) as exc:
+        raise SavedModelError(
+            f"{path}: the variables index cannot be read ({exc}); export the model again"
+        ) from exc

@@ -22,7 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from tfx_serving_ext.protocol import model_config
-from tfx_serving_ext.protocol.saved_model import is_saved_model_dir
+from tfx_serving_ext.protocol.saved_model import (
+    SavedModelError,
+    check_variables_present,
+    is_saved_model_dir,
+)
 from tfx_serving_ext.publish import volume
 from tfx_serving_ext.publish.push_config import (
     NEW_VERSION,
@@ -94,7 +98,8 @@ def push_to_volume(
         client: a ServingClient to use instead of one built from `config.server_address`.
 
     Raises:
-        PushConfigError: `model_dir` holds no SavedModel.
+        PushConfigError: `model_dir` holds no SavedModel, or (with no server to verify on) its
+            variables are incomplete.
         model_config.ModelConfigError: the model config file cannot be read or has no entry
             for the model (checked before anything is published).
         volume.UnsafeModelPath: the model tree links outside itself.
@@ -123,6 +128,12 @@ def push_to_volume(
             logger.error("Push failed: %s", message)
             return VolumePushResult(pushed=False, verification=UNREACHABLE, message=message)
 
+    if client is None:
+        # No server will load it before it counts as pushed: check what can be checked cheaply.
+        try:
+            check_variables_present(model_dir)
+        except SavedModelError as exc:
+            raise PushConfigError(f"not pushed: {exc}") from exc
     published = volume.publish_version(model_dir, config.base_directory, progress=progress)
     result = VolumePushResult(
         pushed=True,
@@ -137,6 +148,7 @@ def push_to_volume(
         )
         if result.verification != VERIFIED:
             return result
+        volume.record_verified_version(config.base_directory, published.version)
     else:
         result.message = f"published version {published.version}; no server given to verify on"
 

@@ -6,7 +6,7 @@ never reused: the server keeps serving a removed version until the next load fin
 reports it END afterwards, so a reused number could be mistaken for it.
 
 Usage:
-    removed = apply_retention("/serving/penguin", keep_versions=3, protected={served})
+    removed = apply_retention("/serving/penguin", keep_versions=3, protected={served})  # archived
     rollback_versions("/serving/penguin")  # the server falls back to the previous version
 """
 
@@ -29,6 +29,8 @@ from tfx_serving_ext.publish.volume_state import (
     NoSuchVersion,
     move_to_trash,
     raise_high_water_mark,
+    read_verified_version,
+    remove_tree_safely,
     volume_lock,
 )
 
@@ -67,37 +69,79 @@ def remove_version(base_path: str | os.PathLike, version: int) -> None:
 
 
 def apply_retention(
-    base_path: str | os.PathLike, keep_versions: int, protected: Iterable[int] = ()
+    base_path: str | os.PathLike,
+    keep_versions: int,
+    protected: Iterable[int] = (),
+    *,
+    archive_keep: int | None = None,
 ) -> list[int]:
-    """Returns the versions deleted to keep only the newest `keep_versions` (plus `protected`).
+    """Returns the versions taken off the volume to keep only the newest `keep_versions`.
 
-    Only versions older than the newest `keep_versions` are deleted, never one in `protected`
-    (the ones being served or labelled). `keep_versions <= 0` keeps everything.
+    Only versions older than the newest `keep_versions` go, never one in `protected` (the ones
+    being served or labelled) nor the newest version a server verified AVAILABLE after its push
+    (so a push of a broken model cannot make retention remove the last good one). They are moved
+    into `<base>/.tfx_serving_ext/archive/`, which keeps its own newest `archive_keep` entries
+    (default: `keep_versions`). `keep_versions <= 0` keeps everything.
     """
     if keep_versions <= 0:
         return []
     base = Path(base_path)
     keep = set(protected)
+    verified = read_verified_version(base)
+    if verified is not None:
+        keep.add(verified)
     removed: list[int] = []
-    doomed: list[Path] = []
     # Decided and renamed under the volume lock: a rollback or publish that lands meanwhile
-    # cannot make retention delete what has just become the newest version.
+    # cannot make retention remove what has just become the newest version.
     with volume_lock(base):
         versions = list_versions(base)
         for version in sorted(versions, reverse=True)[keep_versions:]:
             if version in keep:
-                logger.info("Retention keeps version %d: it is served or labelled", version)
+                logger.info(
+                    "Retention keeps version %d: it is served, labelled or the last verified",
+                    version,
+                )
                 continue
             raise_high_water_mark(base, version)
-            trashed = move_to_trash(base, versions[version])
-            if trashed is not None:
-                doomed.append(trashed)
+            if _archive(base, version, versions[version]) is not None:
                 removed.append(version)
         fsync_dir(base)
-    for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
-    logger.info("Retention removed versions %s from %s", removed, base)
+    pruned = prune_archive(base, keep_versions if archive_keep is None else archive_keep)
+    logger.info("Retention archived versions %s of %s (pruned %d)", removed, base, len(pruned))
     return removed
+
+
+def _archive(base: Path, version: int, path: Path) -> Path | None:
+    """Returns where version `path` went in the archive (None if it vanished meanwhile)."""
+    archive = base / STATE_DIR / ARCHIVE_DIR
+    archive.mkdir(parents=True, exist_ok=True)
+    target = archive / f"{version}-{time.strftime('%Y%m%dT%H%M%S')}"
+    if target.exists():
+        target = target.with_name(f"{target.name}-{secrets.token_hex(4)}")
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    fsync_dir(archive)
+    return target
+
+
+def prune_archive(base_path: str | os.PathLike, keep: int) -> list[Path]:
+    """Returns the archived versions deleted so that the archive holds its newest `keep`."""
+    archive = Path(base_path) / STATE_DIR / ARCHIVE_DIR
+    if not archive.is_dir():
+        return []
+    # Names are "<version>-<archived at>[-<random>]"; anything else is not ours and stays.
+    entries = []
+    for path in archive.iterdir():
+        version, _, archived_at = path.name.partition("-")
+        if path.is_dir() and version.isascii() and version.isdigit():
+            entries.append(((archived_at[:15], int(version)), path))
+    entries.sort(reverse=True)  # newest archived first
+    doomed = [path for _, path in entries[max(0, keep) :]]
+    for path in doomed:
+        remove_tree_safely(Path(base_path), path)
+    return doomed
 
 
 def rollback_versions(

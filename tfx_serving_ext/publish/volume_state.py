@@ -25,6 +25,8 @@ LOCK_FILE = "lock"
 HIGH_WATER_MARK_FILE = "high_water_mark"
 TRASH_DIR = "trash"
 ARCHIVE_DIR = "archive"
+# The newest version a server reported AVAILABLE after a push: retention never removes it.
+VERIFIED_FILE = "verified_available"
 _MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
@@ -97,6 +99,34 @@ def raise_high_water_mark(base: Path, version: int) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, state / HIGH_WATER_MARK_FILE)
     fsync_dir(state)
+
+
+def _write_state_file(base: Path, name: str, text: str) -> None:
+    state = base / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    tmp = state / f"{name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, state / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(state)
+
+
+def record_verified_version(base_path: str | os.PathLike, version: int) -> None:
+    """Records `version` as the newest one a server reported AVAILABLE after its push."""
+    _write_state_file(Path(base_path), VERIFIED_FILE, f"{version}\n")
+
+
+def read_verified_version(base_path: str | os.PathLike) -> int | None:
+    """Returns the newest version verified AVAILABLE after a push, or None if none was."""
+    try:
+        return int((Path(base_path) / STATE_DIR / VERIFIED_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def move_to_trash(base: Path, path: Path) -> Path | None:
