@@ -57,3 +57,14 @@ def test_retention_archives_instead_of_deleting(tmp_path, half_plus_two_dir, cap
     assert [p.name.split("-")[0] for p in archived] == ["2"]  # the archive keeps its newest 1
     assert (archived[0] / "saved_model.pb").is_file()
     assert volume.read_verified_version(base) is None  # nothing was verified by a server
+
+
+def test_rollback_takes_every_spelling_of_a_version(tmp_path, half_plus_two_dir, capsys):
+    """`9` and `00000009` are one version to TF Serving: archiving one left the other serving."""
+    base = tmp_path / "serving"
+    for name in ("8", "9", "00000009"):
+        shutil.copytree(half_plus_two_dir, base / name)
+    assert main(["rollback", str(base), "--to", "8"]) == 0
+    assert "version 8 is now the newest" in capsys.readouterr().out
+    assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["8"]
+    assert len(list((base / ".tfx_serving_ext" / "archive").iterdir())) == 2

@@ -32,20 +32,30 @@ def parse_version(name: str) -> int | None:
     return value
 
 
-def list_versions(base_path: str | os.PathLike) -> dict[int, Path]:
-    """Returns {version: directory} for every version directory under `base_path`.
+def version_spellings(base_path: str | os.PathLike) -> dict[int, list[Path]]:
+    """Returns {version: [directories]}: every directory TF Serving takes for each version.
+
+    One number can be spelled several ways (`9` and `00000009`); TF Serving sees one version,
+    so whatever removes or archives a version must take every spelling of it.
 
     Raises:
         FileNotFoundError: `base_path` does not exist (TF Serving logs this and unloads nothing).
     """
-    base = Path(base_path)
-    versions: dict[int, Path] = {}
-    with os.scandir(base) as entries:
+    spellings: dict[int, list[Path]] = {}
+    with os.scandir(base_path) as entries:
         for entry in entries:
             version = parse_version(entry.name)
-            if version is None or not entry.is_dir():
-                continue
-            # Two spellings of one number (12 and 012): TF Serving keeps one; be deterministic.
-            if version not in versions or entry.name < versions[version].name:
-                versions[version] = Path(entry.path)
-    return versions
+            if version is not None and entry.is_dir():
+                spellings.setdefault(version, []).append(Path(entry.path))
+    return {v: sorted(paths, key=lambda p: p.name) for v, paths in spellings.items()}
+
+
+def list_versions(base_path: str | os.PathLike) -> dict[int, Path]:
+    """Returns {version: directory} for every version directory under `base_path`.
+
+    Of two spellings of one number (12 and 012) the first by name is given, deterministically.
+
+    Raises:
+        FileNotFoundError: `base_path` does not exist (TF Serving logs this and unloads nothing).
+    """
+    return {v: paths[0] for v, paths in version_spellings(base_path).items()}

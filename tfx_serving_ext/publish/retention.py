@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfx_serving_ext.protocol.versions import list_versions
+from tfx_serving_ext.protocol.versions import version_spellings
 from tfx_serving_ext.publish.tree_copy import fsync_dir
 from tfx_serving_ext.publish.volume_state import (
     ARCHIVE_DIR,
@@ -57,14 +57,15 @@ def remove_version(base_path: str | os.PathLike, version: int) -> None:
     """
     base = Path(base_path)
     with volume_lock(base):
-        path = list_versions(base).get(version)
-        if path is None:
+        paths = version_spellings(base).get(version)
+        if not paths:
             raise NoSuchVersion(f"version {version} is not on {base}")
         raise_high_water_mark(base, version)
-        doomed = move_to_trash(base, path)
+        doomed = [move_to_trash(base, path) for path in paths]
         fsync_dir(base)
-    if doomed is not None:
-        shutil.rmtree(doomed, ignore_errors=True)
+    for path in doomed:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
     logger.info("Removed version %d from %s", version, base)
 
 
@@ -94,7 +95,7 @@ def apply_retention(
     # Decided and renamed under the volume lock: a rollback or publish that lands meanwhile
     # cannot make retention remove what has just become the newest version.
     with volume_lock(base):
-        versions = list_versions(base)
+        versions = version_spellings(base)
         for version in sorted(versions, reverse=True)[keep_versions:]:
             if version in keep:
                 logger.info(
@@ -103,7 +104,8 @@ def apply_retention(
                 )
                 continue
             raise_high_water_mark(base, version)
-            if _archive(base, version, versions[version]) is not None:
+            archived = [_archive(base, version, path) for path in versions[version]]
+            if any(target is not None for target in archived):
                 removed.append(version)
         fsync_dir(base)
     pruned = prune_archive(base, keep_versions if archive_keep is None else archive_keep)
@@ -163,7 +165,7 @@ def rollback_versions(
     archived: dict[int, Path] = {}
     # Listed under the lock: a concurrent publish or retention cannot change what is on top.
     with volume_lock(base):
-        versions = list_versions(base)
+        versions = version_spellings(base)
         ordered = sorted(versions)
         if to_version is None:
             if len(ordered) < 2:
@@ -180,11 +182,10 @@ def rollback_versions(
         archive.mkdir(parents=True, exist_ok=True)
         raise_high_water_mark(base, max(newer, default=0))
         for version in reversed(newer):  # newest first: the server never sees a gap upwards
-            target = archive / f"{version}-{time.strftime('%Y%m%dT%H%M%S')}"
-            if target.exists():
-                target = target.with_name(f"{target.name}-{secrets.token_hex(4)}")
-            os.rename(versions[version], target)
-            archived[version] = target
+            # Every spelling (9 and 00000009): one left behind would keep serving.
+            moved = [_archive(base, version, path) for path in versions[version]]
+            if any(moved):
+                archived[version] = next(target for target in moved if target is not None)
         fsync_dir(base)
         fsync_dir(archive)
     logger.info("Rolled %s back to version %d (archived %s)", base, to_version, newer)
