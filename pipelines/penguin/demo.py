@@ -7,6 +7,11 @@
 4. report the requests sent, the failures (zero is the point), which version answered, and
    where the canary's report is.
 
+It ends with a table of each pipeline run's components (verdict and duration, read from MLMD),
+the versions on the volume, the requests answered by each version and where the canary report
+and the log are. TFX's, TensorFlow's and the server's logs go to `<workdir>/demo.log` (and to
+the terminal with `-v`).
+
 Run it with `make demo`, or `python -m pipelines.penguin.demo [--workdir DIR] [-v]` from the
 repository's root.
 """
@@ -27,10 +32,10 @@ from pathlib import Path
 
 from pipelines.penguin import DATA_DIR
 from pipelines.penguin import model as penguin_model
+from tfx_serving_ext.commands._terminal import Terminal, format_seconds, quiet_native_logging
 
-logger = logging.getLogger(__name__)
-
-Progress = Callable[[str], None]
+LOG_NAME = "demo.log"
+PIPELINE_NAME = "penguin-serving"  # pipeline.PIPELINE_NAME; that module imports TFX
 
 
 @dataclass
@@ -54,6 +59,7 @@ class DemoResult:
     traffic: TrafficStats
     canary_report: Path | None
     seconds: float
+    first_version: int = 0
 
     @property
     def pushed_version_dir(self) -> Path:
@@ -99,21 +105,61 @@ class _Traffic(threading.Thread):
         return self.stats
 
 
-def _run_pipeline(workdir: Path, serving_model_dir: Path, seed: int, server_address: str | None):
+class _FollowComponents(logging.Handler):
+    """Shows on a step which component LocalDagRunner runs (it logs "Component X is running.")."""
+
+    def __init__(self, step, extra: Callable[[], str] | None = None):
+        super().__init__(logging.INFO)
+        self.step, self.extra = step, extra
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "Component %s is running." and record.args:
+            extra = f" · {self.extra()}" if self.extra else ""
+            self.step.update(f"{record.args[0]}{extra}")
+
+
+def _run_pipeline(
+    workdir: Path,
+    serving_model_dir: Path,
+    seed: int,
+    server_address: str | None,
+    step=None,
+    extra: Callable[[], str] | None = None,
+):
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipelines.penguin.pipeline import create_pipeline
 
-    LocalDagRunner().run(
-        create_pipeline(
-            pipeline_root=str(workdir / "pipeline_root"),
-            data_root=str(DATA_DIR),
-            serving_model_dir=str(serving_model_dir),
-            metadata_path=str(workdir / "metadata.sqlite"),
-            seed=seed,
-            server_address=server_address,
+    follow = _FollowComponents(step, extra) if step is not None else None
+    done = threading.Event()
+    if follow is not None:
+        absl_logger = logging.getLogger("absl")
+        absl_logger.addHandler(follow)
+        level = min(absl_logger.getEffectiveLevel(), logging.INFO)
+
+        # Something in the run (seen after CsvExampleGen) sets absl's logger back to WARNING,
+        # which would silence "Component X is running." in the log and on the display.
+        def keep_absl_level() -> None:
+            while not done.wait(0.2):
+                if absl_logger.level != level:
+                    absl_logger.setLevel(level)
+
+        threading.Thread(target=keep_absl_level, name="demo-absl-level", daemon=True).start()
+    try:
+        LocalDagRunner().run(
+            create_pipeline(
+                pipeline_root=str(workdir / "pipeline_root"),
+                data_root=str(DATA_DIR),
+                serving_model_dir=str(serving_model_dir),
+                metadata_path=str(workdir / "metadata.sqlite"),
+                seed=seed,
+                server_address=server_address,
+            )
         )
-    )
+    finally:
+        done.set()
+        if follow is not None:
+            logging.getLogger("absl").removeHandler(follow)
 
 
 def latest_canary_report(pipeline_root: Path) -> Path | None:
@@ -122,10 +168,8 @@ def latest_canary_report(pipeline_root: Path) -> Path | None:
     return max(reports, key=lambda p: int(p.parent.name)) if reports else None
 
 
-def run_demo(
-    workdir: str | os.PathLike, *, seed: int = 0, progress: Progress | None = None
-) -> DemoResult:
-    """Runs the demo in `workdir`; returns what it pushed and what the client saw.
+def run_demo(workdir: str | os.PathLike, terminal: Terminal, *, seed: int = 0) -> DemoResult:
+    """Runs the demo in `workdir`, one terminal step per stage; returns what it observed.
 
     Raises:
         RuntimeError: a pipeline run pushed nothing, or the server did not swap versions.
@@ -134,17 +178,17 @@ def run_demo(
     from tfx_serving_ext.publish.volume import list_versions
     from tfx_serving_ext.server import ModelServer, ServerOptions
 
-    say = progress or logger.info
     started = time.monotonic()
     workdir = Path(workdir).absolute()
     serving_model_dir = workdir / "serving" / "penguin"
     model_name = "penguin"
 
-    say(f"[1/4] Pipeline run 1: train, validate, warm up, canary, push (in {workdir})")
-    _run_pipeline(workdir, serving_model_dir, seed, server_address=None)
-    first = list_versions(serving_model_dir) if serving_model_dir.is_dir() else {}
-    if not first:
-        raise RuntimeError(f"Pipeline run 1 pushed nothing to {serving_model_dir}; see the log.")
+    with terminal.step("Pipeline run 1: train, validate, warm up, canary, push") as step:
+        _run_pipeline(workdir, serving_model_dir, seed, server_address=None, step=step)
+        first = list_versions(serving_model_dir) if serving_model_dir.is_dir() else {}
+        if not first:
+            raise RuntimeError(f"Pipeline run 1 pushed nothing to {serving_model_dir}")
+        step.done(f"pushed version {max(first)}")
 
     options = ServerOptions(
         model_name=model_name,
@@ -152,47 +196,208 @@ def run_demo(
         file_system_poll_wait_seconds=0.5,
     )
     with ModelServer(options) as server:
-        with ServingClient(server.grpc_address) as client:
-            serving = client.wait_until_available(model_name, timeout=120)
-        say(f"[2/4] Embedded TF Serving on {server.grpc_address} serves version {serving}")
+        with terminal.step("Embedded TF Serving on the serving volume") as step:
+            with ServingClient(server.grpc_address) as client:
+                serving = client.wait_until_available(model_name, timeout=120)
+            step.done(f"{server.grpc_address} serves version {serving}")
 
         traffic = _Traffic(server.grpc_address, model_name)
         traffic.start()
-        say("[3/4] Pipeline run 2 with a retrained model while a client keeps sending requests")
-        _run_pipeline(workdir, serving_model_dir, seed + 1, server_address=server.grpc_address)
-        with ServingClient(server.grpc_address) as client:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                served = client.wait_until_available(model_name, timeout=60)
-                if served != serving:
-                    break
-                time.sleep(0.2)
-        # Let the client see the new version answer for a moment before stopping it.
-        seen_new = time.monotonic() + 10
-        while traffic.stats.answered_by[served] < 50 and time.monotonic() < seen_new:
-            time.sleep(0.1)
-        stats = traffic.stop()
+        with terminal.step("Pipeline run 2: a retrained model, under live traffic") as step:
+            _run_pipeline(
+                workdir,
+                serving_model_dir,
+                seed + 1,
+                server.grpc_address,
+                step=step,
+                extra=lambda: f"{traffic.stats.sent} requests sent",
+            )
+            step.done(f"pushed version {max(list_versions(serving_model_dir))}")
+        with terminal.step("Hot swap under traffic") as step:
+            with ServingClient(server.grpc_address) as client:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    served = client.wait_until_available(model_name, timeout=60)
+                    if served != serving:
+                        break
+                    time.sleep(0.2)
+            if served == serving:
+                traffic.stop()
+                raise RuntimeError(
+                    f"The server still serves version {serving} after pipeline run 2; versions "
+                    f"on the volume: {sorted(list_versions(serving_model_dir))}"
+                )
+            step.update(f"version {served} answers")
+            # Let the client see the new version answer for a moment before stopping it.
+            seen_new = time.monotonic() + 10
+            while traffic.stats.answered_by[served] < 50 and time.monotonic() < seen_new:
+                time.sleep(0.1)
+            stats = traffic.stop()
+            step.done(f"{serving} -> {served}: {stats.sent} requests, {stats.failed} failed")
 
-    versions = sorted(list_versions(serving_model_dir))
-    if served == serving:
-        raise RuntimeError(
-            f"The server still serves version {serving} after pipeline run 2; versions on the "
-            f"volume: {versions}. See the pusher's and the canary's log above."
-        )
-    result = DemoResult(
+    return DemoResult(
         workdir=workdir,
         serving_model_dir=serving_model_dir,
-        versions=versions,
+        versions=sorted(list_versions(serving_model_dir)),
         served_version=served,
         traffic=stats,
         canary_report=latest_canary_report(workdir / "pipeline_root"),
         seconds=time.monotonic() - started,
+        first_version=serving,
     )
-    say(
-        f"[4/4] Hot swap {serving} -> {served}: {stats.sent} requests, {stats.failed} failed, "
-        f"answered by versions {dict(sorted(stats.answered_by.items()))}"
+
+
+# ---- the closing table ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComponentRun:
+    """One component's execution in one pipeline run, as MLMD recorded it."""
+
+    component: str
+    verdict: str
+    seconds: float
+
+
+def _verdict(output_type: str, properties: dict) -> str:
+    """Returns what a component's output says, in a word or three."""
+    blessed = properties.get("blessed")
+    if output_type == "ModelBlessing":
+        return "BLESSED" if blessed == 1 else "NOT_BLESSED"
+    if output_type == "InfraBlessing":
+        return "INFRA_BLESSED" if blessed == 1 else "INFRA_NOT_BLESSED"
+    if output_type == "PushedModel":
+        if properties.get("pushed") != 1:
+            return f"not pushed ({properties.get('refused_by') or 'refused'})"
+        verification = properties.get("verification", "")
+        checked = f", {verification}" if verification and verification != "not_verified" else ""
+        return f"pushed version {properties.get('pushed_version')}{checked}"
+    if "warmup_records" in properties:
+        return f"{properties['warmup_records']} warmup requests"
+    return {"Examples": "examples", "Model": "model trained"}.get(output_type, output_type)
+
+
+def _properties(artifact) -> dict:
+    return {
+        key: value.int_value if value.HasField("int_value") else value.string_value
+        for key, value in artifact.custom_properties.items()
+    }
+
+
+def pipeline_runs(metadata_path: Path, pipeline_name: str = PIPELINE_NAME):
+    """Returns each run of `pipeline_name` in the MLMD SQLite file, oldest first.
+
+    Each run is a list of ComponentRun in the order the components started; durations are
+    MLMD's (from the execution's registration to its last update).
+    """
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(metadata_path)
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = metadata_store.MetadataStore(config)
+    type_names = {t.id: t.name for t in store.get_artifact_types()}
+    runs = []
+    contexts = sorted(
+        (c for c in store.get_contexts_by_type("pipeline_run") if c.name),
+        key=lambda c: c.create_time_since_epoch,
     )
-    return result
+    for context in contexts:
+        executions = sorted(
+            store.get_executions_by_context(context.id), key=lambda e: e.create_time_since_epoch
+        )
+        if not executions:
+            continue
+        rows = []
+        for execution in executions:
+            events = store.get_events_by_execution_ids([execution.id])
+            outputs = store.get_artifacts_by_id(
+                [e.artifact_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT]
+            )
+            # A resolver records what it found as INTERNAL_OUTPUT events.
+            resolved = store.get_artifacts_by_id(
+                [
+                    e.artifact_id
+                    for e in events
+                    if e.type == metadata_store_pb2.Event.INTERNAL_OUTPUT
+                ]
+            )
+            node = next(
+                (
+                    c.name.rsplit(".", 1)[-1]
+                    for c in store.get_contexts_by_execution(execution.id)
+                    if c.name.startswith(f"{pipeline_name}.")
+                ),
+                str(execution.type_id),
+            )
+            verdict = "-"
+            if outputs:
+                artifact = outputs[0]
+                verdict = _verdict(type_names.get(artifact.type_id, ""), _properties(artifact))
+            elif resolved:
+                pushed = [a for a in resolved if type_names.get(a.type_id) == "PushedModel"]
+                version = _properties(pushed[0]).get("pushed_version") if pushed else None
+                verdict = f"baseline: version {version}" if version else "baseline found"
+            elif not events:
+                verdict = "no baseline yet"
+            seconds = execution.last_update_time_since_epoch - execution.create_time_since_epoch
+            rows.append(ComponentRun(node, verdict, seconds / 1000))
+        runs.append(rows)
+    return runs
+
+
+def format_runs_table(runs: list[list[ComponentRun]]) -> list[str]:
+    """Returns the lines of a table: one row per component, a verdict and time per run."""
+    components: list[str] = []
+    for run in runs:
+        components += [c.component for c in run if c.component not in components]
+    header = ["component"]
+    for number in range(1, len(runs) + 1):
+        header += [f"run {number}", "time"]
+    rows = [header]
+    for component in components:
+        row = [component]
+        for run in runs:
+            found = next((c for c in run if c.component == component), None)
+            row += [found.verdict, format_seconds(found.seconds)] if found else ["", ""]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(width) if i > 0 and i % 2 == 0 else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def summary_lines(result: DemoResult, log_path: Path) -> list[str]:
+    """Returns the demo's closing table and the facts below it."""
+    stats = result.traffic
+    try:
+        table = format_runs_table(pipeline_runs(result.workdir / "metadata.sqlite"))
+    except Exception as exc:  # the table is a courtesy: never fail a good run over it
+        table = [f"(no component table: {exc})"]
+    answered = ", ".join(f"version {v}: {n}" for v, n in sorted(stats.answered_by.items()))
+    lines = [*table, ""]
+    lines.append(f"Pushed model: {result.pushed_version_dir}")
+    lines.append(f"Serving volume (TF Serving's --model_base_path): {result.serving_model_dir}")
+    lines.append(
+        f"Versions on the volume: {result.versions}; the server serves {result.served_version}"
+    )
+    lines.append(
+        f"Requests during the hot swap {result.first_version} -> {result.served_version}: "
+        f"{stats.sent} sent, {stats.failed} failed; answered by {answered}"
+    )
+    if result.canary_report:
+        lines.append(f"Canary report: {result.canary_report}")
+    lines.append(f"Log: {log_path}")
+    lines.append(
+        f"Finished in {format_seconds(result.seconds)}; everything is under {result.workdir}"
+    )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,47 +414,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--workdir",
-        help="directory for the pipeline root, MLMD and the serving volume "
+        help="directory for the pipeline root, MLMD, the serving volume and the log "
         "(default: a new temporary directory, kept after the run)",
     )
     parser.add_argument("--seed", type=int, default=0, help="trainer seed of the first run")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show TFX's and Beam's logs")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show TFX's, TensorFlow's, Beam's and the server's logs on the terminal",
+    )
     args = parser.parse_args(argv)
+    quiet_native_logging(args.verbose)  # before anything imports TensorFlow
 
-    from rich.console import Console
-
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if not args.verbose:
-        # TFX and Beam narrate every step at INFO; keep the demo's own progress readable.
-        for noisy in ("absl", "apache_beam", "tensorflow"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-        logging.getLogger().setLevel(logging.WARNING)
-
-    console = Console(stderr=True)
-    workdir = args.workdir or tempfile.mkdtemp(prefix="tfx-serving-ext-demo-")
-    with console.status("Starting…") as status:
-
-        def progress(message: str) -> None:
-            console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
-            status.update(message.split("] ", 1)[-1] + " …")
-
-        result = run_demo(workdir, seed=args.seed, progress=progress)
-    stats = result.traffic
-    print(f"Pushed model: {result.pushed_version_dir}")
-    print(f"Serving directory (TF Serving --model_base_path): {result.serving_model_dir}")
-    print(f"Versions on the volume: {result.versions}; the server serves {result.served_version}")
-    print(
-        f"Requests during the hot swap: {stats.sent} sent, {stats.failed} failed; answered by "
-        + ", ".join(f"version {v}: {n}" for v, n in sorted(stats.answered_by.items()))
-    )
-    if result.canary_report:
-        print(f"Canary report: {result.canary_report}")
-    print(f"Finished in {result.seconds:.0f} s; everything is under {result.workdir}")
-    return 0 if stats.failed == 0 else 1
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tfx-serving-ext-demo-")).absolute()
+    log_path = workdir / LOG_NAME
+    with Terminal(log_path, verbose=args.verbose) as terminal:
+        terminal.print(f"The penguin demo in {workdir}")
+        try:
+            result = run_demo(workdir, terminal, seed=args.seed)
+        except Exception:
+            terminal.print(f"The demo failed; the whole log is {log_path}")
+            return 1
+        lines = summary_lines(result, log_path)
+    print("\n" + "\n".join(lines), flush=True)
+    return 0 if result.traffic.failed == 0 else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The foundation: the penguin trainer, the pipeline under LocalDagRunner, and the CLI."""
+"""The foundation: the penguin trainer, the pipeline under LocalDagRunner, the demo, the CLI.
+
+The demo runs once for this module, in a pseudo-terminal, as a person running `make demo` sees it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipelines.penguin import model as penguin_model
+from tests.cli.terminal_capture import log_lines, run_in_terminal, screen_lines
 from tfx_serving_ext.protocol.saved_model import find_serving_model_dir, read_signature_defs
 from tfx_serving_ext.publish.volume import list_versions
 
@@ -19,39 +23,69 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """Runs `make demo`'s command (the pipeline under LocalDagRunner) once for this module."""
+def demo_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Runs `make demo`'s command once for this module on a 100-column pseudo-terminal.
+
+    Returns the work directory and the lines the terminal showed (escape sequences removed).
+    """
     workdir = tmp_path_factory.mktemp("demo")
-    completed = subprocess.run(
-        [*DEMO, "--workdir", str(workdir)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return workdir, completed
+    code, raw = run_in_terminal([*DEMO, "--workdir", str(workdir)], cwd=REPO_ROOT, timeout=600)
+    lines = screen_lines(raw)
+    assert code == 0, "\n".join(lines[-60:])
+    return workdir, lines
 
 
 def _accuracy(signature_output: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(signature_output, axis=1) == labels))
 
 
+@pytest.mark.slow
 def test_demo_hot_swaps_from_version_1_to_2_without_a_failed_request(demo_run):
-    workdir, completed = demo_run
+    workdir, lines = demo_run
     versions = list_versions(workdir / "serving" / "penguin")
     assert sorted(versions) == [1, 2]
     assert (versions[2] / "saved_model.pb").is_file()
     assert (versions[2] / "assets.extra" / "tf_serving_warmup_requests").is_file()
-    assert f"Pushed model: {versions[2]}" in completed.stdout
-    assert "the server serves 2" in completed.stdout
-    lines = completed.stdout.splitlines()
-    swap = next(line for line in lines if line.startswith("Requests"))
+    assert f"Pushed model: {versions[2]}" in lines
+    assert any("the server serves 2" in line for line in lines)
+    swap = next(line for line in lines if line.startswith("Requests during the hot swap 1 -> 2"))
     assert " 0 failed" in swap and "version 1:" in swap and "version 2:" in swap
     report = next(line for line in lines if line.startswith("Canary report"))
     assert Path(report.split(": ", 1)[1]).is_file()
 
 
+@pytest.mark.slow
+def test_demo_on_a_terminal_shows_steps_and_a_table_and_no_log_lines(demo_run):
+    workdir, lines = demo_run
+    assert log_lines(lines) == [], "log lines reached the screen without -v"
+    done = [line for line in lines if line.startswith("✓ ")]
+    assert [line.split(" · ")[0] for line in done] == [
+        "✓ Pipeline run 1: train, validate, warm up, canary, push",
+        "✓ Embedded TF Serving on the serving volume",
+        "✓ Pipeline run 2: a retrained model, under live traffic",
+        "✓ Hot swap under traffic",
+    ]
+
+    # The closing table: each component's verdict in both runs, with its duration.
+    header = lines.index(next(line for line in lines if line.startswith("component ")))
+    assert lines[header].split() == ["component", "run", "1", "time", "run", "2", "time"]
+    rows = {line.split()[0]: line for line in lines[header + 1 : header + 8]}
+    assert rows["SignatureValidator"].count("BLESSED") == 2
+    assert rows["ServingCanary"].count("INFRA_BLESSED") == 2
+    assert "pushed version 1" in rows["ServingPusher"]
+    assert "pushed version 2, available" in rows["ServingPusher"]
+    assert rows["PenguinTrainer"].rstrip().endswith(" s")
+
+    log = next(line for line in lines if line.startswith("Log: "))
+    log_path = Path(log.split(": ", 1)[1])
+    assert log_path == workdir / "demo.log"
+    # What the screen was spared went to the log: TFX's absl lines, the server's.
+    logged = log_path.read_text()
+    assert "Component ServingPusher is running." in logged
+    assert "tfx_serving_ext.server" in logged
+
+
+@pytest.mark.slow
 def test_trainer_component_exports_both_signatures_that_classify_penguins(
     demo_run, penguin_examples
 ):

@@ -2,13 +2,16 @@
 
 Serves both on the embedded server (or `--backend docker|embedded-subprocess|endpoint`), drives
 traffic built from the examples, prints the verdict and writes report.json / report.html.
-Exit code 0: blessed; 1: not blessed; 2: bad arguments or unreadable inputs.
+Exit code 0: blessed; 1: not blessed; 2: bad arguments or unreadable inputs. The logs (the
+server's, TensorFlow's) go to OUTPUT/canary.log, or to the terminal with -v.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+from pathlib import Path
+
+from tfx_serving_ext.commands._terminal import Terminal
 
 
 def add_parser(subparsers) -> None:
@@ -63,6 +66,13 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the canary; returns 0 when blessed, 1 when not, 2 on bad input."""
+    # The terminal is set up before TensorFlow loads: its C++ start-up lines go to the log.
+    log_path = Path(getattr(args, "log_file", None) or Path(args.output) / "canary.log")
+    with Terminal(log_path, verbose=getattr(args, "verbose", False), announce_log=True) as terminal:
+        return _run(args, terminal)
+
+
+def _run(args: argparse.Namespace, terminal: Terminal) -> int:
     import json
 
     from tfx.proto import infra_validator_pb2
@@ -96,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         json.JSONDecodeError,
         TypeError,
     ) as exc:
-        print(f"canary: {exc}", file=sys.stderr)
+        terminal.print(f"canary: {exc}")
         return 2
     serving_spec = infra_validator_pb2.ServingSpec(model_name=args.model_name)
     if args.backend == "docker":
@@ -107,19 +117,23 @@ def run(args: argparse.Namespace) -> int:
     validation_spec = infra_validator_pb2.ValidationSpec(
         max_loading_time_seconds=args.max_loading_seconds, num_tries=args.tries
     )
+    baseline = f" against {args.baseline}" if args.baseline else ""
     try:
-        result = run_canary(
-            args.candidate_dir,
-            output_dir=args.output,
-            baseline_dir=args.baseline,
-            examples=examples,
-            config=config,
-            serving_spec=serving_spec,
-            validation_spec=validation_spec,
-            request_spec=request_spec,
-        )
+        with terminal.step(f"Canary: serving the candidate{baseline}") as step:
+            step.update(f"{args.requests} requests, {args.backend} server")
+            result = run_canary(
+                args.candidate_dir,
+                output_dir=args.output,
+                baseline_dir=args.baseline,
+                examples=examples,
+                config=config,
+                serving_spec=serving_spec,
+                validation_spec=validation_spec,
+                request_spec=request_spec,
+            )
+            step.done("BLESSED" if result.blessed else "NOT BLESSED")
     except SavedModelError as exc:
-        print(f"canary: {exc}", file=sys.stderr)
+        terminal.print(f"canary: {exc}")
         return 2
     verdict = result.report["verdict"]
     if args.json:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from tfx_serving_ext.commands._terminal import Terminal, default_log_path
 from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
 
 
@@ -42,6 +42,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Pushes; returns 0 when pushed (and verified), 1 when not, 2 on bad input."""
+    # The terminal is set up before TensorFlow loads: its C++ start-up lines go to the log.
+    log_path = getattr(args, "log_file", None) or default_log_path("push")
+    with Terminal(log_path, verbose=getattr(args, "verbose", False), announce_log=True) as terminal:
+        return _push(args, terminal)
+
+
+def _push(args: argparse.Namespace, terminal: Terminal) -> int:
     from tfx_serving_ext.protocol.model_config import ModelConfigError
     from tfx_serving_ext.protocol.saved_model import SavedModelError, find_serving_model_dir
     from tfx_serving_ext.publish.push import PushConfigError, VolumePushConfig, push_to_volume
@@ -65,18 +73,14 @@ def run(args: argparse.Namespace) -> int:
             verify_timeout_seconds=args.timeout,
             rollback_on_failure=not args.no_rollback_on_failure,
         )
-        if sys.stderr.isatty():
-            from rich.progress import Progress
+        verify = f", waiting until {args.server} serves it" if args.server else ""
+        with terminal.step(f"Publishing a new version on {args.base_dir}{verify}") as step:
 
-            with Progress(transient=True) as bar:
-                task = bar.add_task("copying", total=None)
-                result = push_to_volume(
-                    model_dir,
-                    config,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
-                )
-        else:
-            result = push_to_volume(model_dir, config)
+            def copied(done: int, total: int) -> None:
+                step.update(f"copied {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+
+            result = push_to_volume(model_dir, config, progress=copied)
+            step.done(f"version {result.version}" if result.pushed else f"FAILED: {result.message}")
     except (
         SavedModelError,
         PushConfigError,

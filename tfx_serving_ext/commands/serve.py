@@ -1,12 +1,18 @@
-"""`tfx-serving-ext serve`: the embedded model server, with tensorflow_model_server's flags."""
+"""`tfx-serving-ext serve`: the embedded model server, with tensorflow_model_server's flags.
+
+The server's log goes to a file (`--log-file`, named when the server starts and stops) or, with
+-v, to the terminal; the terminal shows the addresses, then one line whenever a version of a
+model changes state (LOADING, AVAILABLE, END), and on a TTY a live line of what is served.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import sys
 import threading
+
+from tfx_serving_ext.commands._terminal import Terminal, default_log_path
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +59,22 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serves until SIGTERM or SIGINT; returns the exit code."""
+    # The terminal is set up before TensorFlow loads: its C++ start-up lines go to the log.
+    log_path = getattr(args, "log_file", None) or default_log_path("serve")
+    with Terminal(log_path, verbose=getattr(args, "verbose", False)) as terminal:
+        terminal.print(f"log: {terminal.log_path}")
+        code = _serve(args, terminal)
+        terminal.print(f"log: {terminal.log_path}")
+    return code
+
+
+def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     from tfx_serving_ext.protocol.errors import ServingError
     from tfx_serving_ext.protocol.model_config import ModelConfigError
     from tfx_serving_ext.server import ModelServer, ServerOptions
 
     if not args.model_config_file and not args.model_base_path:
-        print(
-            "serve: give --model_base_path (with --model_name) or --model_config_file",
-            file=sys.stderr,
-        )
+        terminal.print("serve: give --model_base_path (with --model_name) or --model_config_file")
         return 2
     options = ServerOptions(
         model_name="" if args.model_config_file else args.model_name,
@@ -89,17 +102,46 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     server = ModelServer(options)
     try:
-        server.start()
+        with terminal.step("Starting the model server") as step:
+            server.start()
+            rest = f", REST {server.rest_url}" if server.rest_port else ""
+            step.done(f"gRPC {server.grpc_address}{rest}")
     except (ModelConfigError, ServingError, ValueError, OSError) as exc:
-        print(f"serve: failed to start server: {exc}", file=sys.stderr)
+        terminal.print(f"serve: failed to start server: {exc}")
         return 1
     try:
         print(f"Running gRPC ModelServer at {server.grpc_address} ...", flush=True)
         if server.rest_port:
             print(f"Exporting HTTP/REST API at:{server.rest_url} ...", flush=True)
-        while not stop.wait(0.5):
-            pass
+        with terminal.step("Serving") as step:
+            states: dict[tuple[str, int], str] = {}
+            while not stop.wait(0.5):
+                now = _version_states(server)
+                for key, state in sorted(now.items()):
+                    if states.get(key) != state:
+                        terminal.print(f"model {key[0]} version {key[1]}: {state}")
+                states = now
+                step.update(_describe_serving(now) + " · Ctrl-C stops")
+            step.done("stopped")
     finally:
         server.stop()
     print("Server stopped", flush=True)
     return 0
+
+
+def _version_states(server) -> dict[tuple[str, int], str]:
+    """Returns {(model, version): state} of every version the server knows."""
+    core = server.core
+    return {
+        (name, record.version): record.state
+        for name in core.model_names()
+        for record in core.manager(name).version_states()
+    }
+
+
+def _describe_serving(states: dict[tuple[str, int], str]) -> str:
+    """Returns e.g. "penguin: 2 AVAILABLE, 3 LOADING"."""
+    models: dict[str, list[str]] = {}
+    for (name, version), state in sorted(states.items()):
+        models.setdefault(name, []).append(f"{version} {state}")
+    return "; ".join(f"{name}: {', '.join(v)}" for name, v in models.items()) or "no models"
