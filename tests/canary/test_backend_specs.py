@@ -1,23 +1,25 @@
-"""Docker and Kubernetes backends as data (no daemon or cluster needed), and a live Docker run.
+"""Docker and Kubernetes backends as data, and the Docker backend live.
 
-The live test is the one legitimate skip: it needs a reachable Docker daemon and the
-tensorflow/serving image, which these machines do not have.
+The live tests run a real Docker engine (dockerd in a network namespace of the test session's
+own, `tests/containers/engine.py`) and the TF Serving image (the stand-in built from Debian's
+packages and this project's server, or a real `tensorflow/serving` with TF_SERVING_IMAGE). The
+canary runs inside the engine's namespace, where the container's published port is.
 """
 
 from __future__ import annotations
 
-import os
+import base64
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 from tfx.proto import infra_validator_pb2
 
+from tests.containers.fixtures import leftovers
 from tfx_serving_ext.canary.backends import BackendError, CanaryModels, choose_backend
 from tfx_serving_ext.canary.backends.docker import (
     build_container_spec,
     container_config_text,
-    docker_daemon_reachable,
     serving_image,
 )
 from tfx_serving_ext.canary.backends.kubernetes import build_pod_manifest, find_claim_for_path
@@ -46,7 +48,8 @@ def test_docker_container_spec_mounts_models_read_only_and_publishes_grpc_on_loo
     assert spec["image"] == "tensorflow/serving:2.19.1"
     assert spec["command"] == ["--port=8500", "--model_config_file=/models/models.config"]
     assert spec["ports"] == {"8500/tcp": ("127.0.0.1", None)}
-    assert spec["auto_remove"] and spec["detach"]
+    # Removed by stop(), not auto-removed on exit: the log of a server that died stays readable.
+    assert spec["detach"] and "auto_remove" not in spec
     mounts = {m["Target"]: m for m in spec["mounts"]}
     assert mounts["/models/penguin/1"]["Source"] == "/data/candidate"
     assert mounts["/models/penguin-baseline/1"]["Source"] == "/data/baseline"
@@ -158,19 +161,112 @@ def test_backend_choice_follows_the_serving_platform():
         choose_backend("podman")
 
 
-@pytest.mark.skipif(not docker_daemon_reachable(), reason="needs a reachable Docker daemon")
-def test_live_docker_canary_blesses_the_penguin(penguin_model_dir, penguin_records, tmp_path):
-    from tfx_serving_ext.canary.run import CanaryConfig, run_canary
-
-    spec = _spec(local_docker={})
-    spec.tensorflow_serving.tags[:] = [os.environ.get("TF_SERVING_TAG", "2.19.1")]
-    result = run_canary(
-        penguin_model_dir,
-        baseline_dir=penguin_model_dir,
-        examples=penguin_records,
-        output_dir=tmp_path,
-        config=CanaryConfig(num_requests=50, backend="docker"),
-        serving_spec=spec,
-        validation_spec=infra_validator_pb2.ValidationSpec(max_loading_time_seconds=180),
+def _canary_in_engine(engine, image, candidate, baseline, records, output_dir, **kwargs) -> dict:
+    return engine.call_in_netns(
+        "docker_canary",
+        candidate_dir=str(candidate),
+        baseline_dir=str(baseline) if baseline else None,
+        examples_b64=[base64.b64encode(r).decode() for r in records],
+        output_dir=str(output_dir),
+        image_repository=image.repository,
+        image_tag=image.tag,
+        timeout=600,
+        **kwargs,
     )
-    assert result.blessed, result.report["verdict"]
+
+
+def test_live_docker_canary_blesses_the_penguin(
+    docker_engine, tf_serving_image, penguin_model_dir, penguin_records, tmp_path
+):
+    """Candidate and baseline served by TF Serving in a container of a real Docker engine."""
+    result = _canary_in_engine(
+        docker_engine,
+        tf_serving_image,
+        penguin_model_dir,
+        penguin_model_dir,
+        penguin_records,
+        tmp_path,
+    )
+    assert result["blessed"], result["report"].get("verdict")
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.html").exists()
+    assert leftovers(docker_engine) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_live_docker_canary_refuses_a_model_that_fails_to_load_with_the_servers_log(
+    docker_engine, tf_serving_image, canary_models, penguin_model_dir, penguin_records, tmp_path
+):
+    result = _canary_in_engine(
+        docker_engine,
+        tf_serving_image,
+        canary_models["broken"],
+        penguin_model_dir,
+        penguin_records,
+        tmp_path,
+        max_loading_seconds=120,
+    )
+    assert not result["blessed"]
+    report = result["report"]
+    assert report.get("server_log_tail"), sorted(report)
+    # The server's own words about the model it could not load, not just "it did not come up".
+    assert "penguin" in report["server_log_tail"]
+    assert (tmp_path / "server.log").read_text()
+    assert leftovers(docker_engine) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_live_docker_backend_is_running_only_once_the_model_server_answers(
+    docker_engine, tf_serving_image, penguin_model_dir
+):
+    """docker-proxy accepts TCP as soon as the container starts; the server answers seconds
+    later. `wait_until_running` must wait for the server (a gRPC answer), and its timings must
+    separate the container's start from the server's."""
+    seen = docker_engine.call_in_netns(
+        "docker_backend_readiness",
+        model_dir=str(penguin_model_dir),
+        image_repository=tf_serving_image.repository,
+        image_tag=tf_serving_image.tag,
+        timeout=400,
+    )
+    assert seen["first_call"] in ("OK", "NOT_FOUND"), seen
+    timings = seen["timings"]
+    assert 0 < timings["container_start_seconds"] <= timings["server_start_seconds"], seen
+    assert seen["available_seconds"] is not None, seen
+    assert leftovers(docker_engine) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_live_docker_sigterm_to_the_canary_stops_its_container(
+    docker_engine, tf_serving_image, canary_models, penguin_records, tmp_path
+):
+    """The platform stops a canary with SIGTERM: its container must go with it."""
+    import signal
+    import time
+
+    from tfx_serving_ext.canary.backends.docker import LABEL
+
+    kwargs = {
+        "candidate_dir": str(canary_models["slow"]),
+        "baseline_dir": None,
+        "examples_b64": [base64.b64encode(r).decode() for r in penguin_records],
+        "output_dir": str(tmp_path),
+        "image_repository": tf_serving_image.repository,
+        "image_tag": tf_serving_image.tag,
+        "num_requests": 5000,
+    }
+    proc = docker_engine.popen_in_netns("docker_canary", tmp_path / "result.json", **kwargs)
+    client = docker_engine.client()
+    try:
+        deadline = time.monotonic() + 300
+        while not client.containers.list(filters={"label": LABEL, "status": "running"}):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.monotonic() < deadline, "the canary's container never ran"
+            time.sleep(0.5)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        client.close()
+    assert proc.returncode != 0, output[-3000:]
+    assert not (tmp_path / "result.json").exists()
+    assert leftovers(docker_engine) == {"containers": [], "networks": [], "volumes": []}

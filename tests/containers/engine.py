@@ -236,21 +236,38 @@ class DockerEngine:
             )
         return done
 
+    def _call_argv(self, function: str, kwargs: dict[str, Any], result_path: Path) -> list[str]:
+        module = "tests.containers.in_netns"
+        args = [function, json.dumps(kwargs), str(result_path)]
+        return self.nsenter_argv([sys.executable, "-m", module, *args])
+
     def call_in_netns(self, function: str, *, timeout: float, **kwargs: Any) -> Any:
         """Returns what `tests.containers.in_netns.<function>(**kwargs)` returned, run in the
         namespace by a child Python (JSON in, JSON out), so it can reach published ports."""
         with tempfile.TemporaryDirectory(prefix="netns-call-") as tmp:
             out = Path(tmp) / "result.json"
-            argv = [
-                sys.executable,
-                "-m",
-                "tests.containers.in_netns",
-                function,
-                json.dumps(kwargs),
-                str(out),
-            ]
-            self.run_in_netns(argv, timeout=timeout, cwd=str(REPO_ROOT))
+            argv = self._call_argv(function, kwargs, out)
+            done = subprocess.run(
+                argv, env=self.env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+            )
+            if done.returncode != 0:
+                raise AssertionError(
+                    f"{function} failed ({done.returncode}) in netns {self.netns}:\n"
+                    f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+                )
             return json.loads(out.read_text())
+
+    def popen_in_netns(self, function: str, result_path: Path, **kwargs: Any) -> subprocess.Popen:
+        """Starts `in_netns.<function>(**kwargs)` in the namespace; returns the process (it is
+        the Python itself: nsenter execs it, so a signal sent to it reaches the function)."""
+        return subprocess.Popen(
+            self._call_argv(function, kwargs, result_path),
+            env=self.env(),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
 
     def stop(self) -> None:
         """Stops dockerd, deletes the namespace and unmounts what is left; never raises."""

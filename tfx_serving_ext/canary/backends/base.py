@@ -1,10 +1,11 @@
 """The interface every canary model-server backend implements (one class per platform).
 
 It follows TFX InfraValidator's `BaseModelServerRunner`: `start()` schedules the server without
-blocking, `wait_until_running(deadline)` blocks until it accepts connections (not until the model
-is loaded: that is the client's `wait_until_available`), `get_endpoint()` gives the gRPC
+blocking, `wait_until_running(deadline)` blocks until the model server answers (not until the
+model is loaded: that is the client's `wait_until_available`), `get_endpoint()` gives the gRPC
 `host:port`, `stop()` tears everything down (safe to call at any point, also after a failed or
-partial `start()`, and more than once), and `get_logs()` returns the server's log for a report.
+partial `start()`, and more than once), `get_logs()` returns the server's log for a report and
+`timings()` what the start-up cost before any model loaded.
 
 A backend serves two models side by side: the candidate and, when given, the baseline (what
 serves now). `targets()` says how a client addresses each once the server runs.
@@ -131,6 +132,12 @@ class ModelServerBackend(abc.ABC):
     @abc.abstractmethod
     def get_logs(self) -> str | None:
         """Returns the server's log so far, or None when the platform keeps none."""
+
+    def timings(self) -> dict[str, float]:
+        """Returns named start-up durations in seconds since `start()` (e.g. the container's
+        start, the server answering), for the report to separate them from the model's load;
+        empty when the platform measures none."""
+        return {}
 
     def targets(self) -> tuple[ModelTarget, ModelTarget | None]:
         """Returns how to address the candidate and the baseline (None without one)."""

@@ -1,11 +1,17 @@
 """The docker backend: the `tensorflow/serving` image through the docker SDK.
 
 Follows TFX's `LocalDockerRunner` and `serving_bins.TensorFlowServing`: the image (name, tag or
-digest) comes from the ServingSpec's `tensorflow_serving`, each SavedModel is bind-mounted
-read-only as version 1 of its model (`/models/<name>/1`), the container is auto-removed when it
-stops, and readiness is the container running with its gRPC port accepting connections. Unlike
-TFX it publishes the gRPC port on the loopback address only (or the configured
-`host_ip_address`) and serves the candidate and the baseline from one model config file.
+digest) comes from the ServingSpec's `tensorflow_serving` and each SavedModel is bind-mounted
+read-only as version 1 of its model (`/models/<name>/1`). Unlike TFX it publishes the gRPC port
+on the loopback address only (or the configured `host_ip_address`), serves the candidate and the
+baseline from one model config file, and:
+- calls the server running only once the model server itself answers a gRPC call: docker-proxy
+  accepts TCP on the published port as soon as the container starts, long before the server
+  inside listens, so an open port says nothing (and would count TensorFlow's import as load
+  time);
+- removes the container in `stop()` rather than auto-removing it when it exits, so the log of a
+  server that died (a model that failed to load) is still there for the report.
+`timings()` separates the container's start from the server's start-up.
 
 `build_container_spec` returns the `containers.run(**spec)` arguments as data, so they are
 tested without a daemon.
@@ -105,7 +111,6 @@ def build_container_spec(
         "environment": {"TF_CPP_MAX_VLOG_LEVEL": "0"},
         "labels": {LABEL: models.model_name},
         "detach": True,
-        "auto_remove": True,
     }
 
 
@@ -155,6 +160,27 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def model_server_answers(address: str, model_name: str, timeout: float = 2.0) -> bool:
+    """Returns whether a TF Serving gRPC server at `address` answers GetModelStatus.
+
+    Any answer counts, NOT_FOUND included (the model may still be loading); UNAVAILABLE (nothing
+    listening behind the port, or no HTTP/2 handshake) and a missed deadline do not.
+    """
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    channel = grpc.insecure_channel(address)
+    try:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model_name
+        model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=timeout)
+        return True
+    except grpc.RpcError as exc:
+        return exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        channel.close()
+
+
 class DockerBackend(ModelServerBackend):
     """TF Serving in a local Docker container (TFX LocalDockerRunner semantics)."""
 
@@ -168,6 +194,8 @@ class DockerBackend(ModelServerBackend):
         self._container = None
         self._endpoint: str | None = None
         self._config_dir: tempfile.TemporaryDirectory | None = None
+        self._started_at: float | None = None
+        self._timings: dict[str, float] = {}
 
     def __repr__(self) -> str:
         container = self._container.short_id if self._container is not None else None
@@ -182,9 +210,16 @@ class DockerBackend(ModelServerBackend):
         spec = build_container_spec(self.models, self._image, config_path, host_ip=self._host_ip)
         self._client = make_docker_client(self._local_config)
         logger.info("Running %s with %s", self._image, spec["command"])
+        self._started_at = time.monotonic()
         self._container = self._client.containers.run(**spec)
 
     def wait_until_running(self, deadline: float) -> None:
+        """Returns once the model server in the container answers gRPC (models may load on).
+
+        Raises:
+            JobAborted: the container exited or is gone.
+            DeadlineExceeded: the server did not answer before `deadline`.
+        """
         from docker import errors as docker_errors
 
         if self._container is None:
@@ -193,18 +228,40 @@ class DockerBackend(ModelServerBackend):
             try:
                 self._container.reload()
             except docker_errors.NotFound as exc:
-                raise JobAborted("the container is gone (it exited and was removed)") from exc
+                raise JobAborted("the container is gone (it was removed)") from exc
             status = self._container.status
             if status == "running":
+                self._note("container_start_seconds")
                 port = _published_port(self._container.ports, GRPC_PORT)
                 host = "127.0.0.1" if self._host_ip == "0.0.0.0" else self._host_ip
-                if _port_open(host, port):
-                    self._endpoint = f"{host}:{port}"
+                address = f"{host}:{port}"
+                if _port_open(host, port) and model_server_answers(
+                    address,
+                    self.models.model_name,
+                    timeout=max(0.1, min(2.0, deadline - time.time())),
+                ):
+                    self._note("server_start_seconds")
+                    self._endpoint = address
                     return
             elif status != "created":
-                raise JobAborted(f"the container ended (status {status})")
+                exit_code = self._container.attrs.get("State", {}).get("ExitCode")
+                raise JobAborted(
+                    f"the {self._image} container exited (status {status}, exit code "
+                    f"{exit_code}) before its model server answered"
+                )
             time.sleep(_POLL_SECONDS)
-        raise DeadlineExceeded(f"the {self._image} container was not serving before the deadline")
+        raise DeadlineExceeded(
+            f"the model server in the {self._image} container did not answer gRPC before the "
+            "deadline"
+        )
+
+    def _note(self, name: str) -> None:
+        if name not in self._timings and self._started_at is not None:
+            self._timings[name] = round(time.monotonic() - self._started_at, 3)
+
+    def timings(self) -> dict[str, float]:
+        """Returns seconds from `start()` until the container ran and until its server answered."""
+        return dict(self._timings)
 
     def get_endpoint(self) -> str:
         if self._endpoint is None:
@@ -222,16 +279,24 @@ class DockerBackend(ModelServerBackend):
 
     def stop(self) -> None:
         if self._container is not None:
+            container, self._container = self._container, None
             try:
-                logger.info("Stopping container %s", self._container.short_id)
-                self._container.stop(timeout=10)
+                logger.info("Stopping container %s", container.short_id)
+                container.stop(timeout=10)
             except Exception:  # noqa: BLE001 - stop must not raise (it runs in finally)
-                logger.warning(
-                    "Could not stop container %s; remove it with `docker rm -f %s`",
-                    self._container.short_id,
-                    self._container.id,
-                    exc_info=True,
-                )
+                logger.info("Could not stop container %s", container.short_id, exc_info=True)
+            try:
+                container.remove(v=True, force=True)
+            except Exception as exc:  # noqa: BLE001
+                from docker import errors as docker_errors
+
+                if not isinstance(exc, docker_errors.NotFound):
+                    logger.warning(
+                        "Could not remove container %s; remove it with `docker rm -f %s`",
+                        container.short_id,
+                        container.id,
+                        exc_info=True,
+                    )
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -1,0 +1,171 @@
+"""Test steps that must run inside the Docker engine's network namespace.
+
+Ports a container publishes on 127.0.0.1 exist only in the engine's namespace, so whatever
+talks to them runs here, in a child Python started by `DockerEngine.call_in_netns`:
+
+    python -m tests.containers.in_netns FUNCTION '{"kwarg": ...}' RESULT.json
+
+Each function takes JSON-able keyword arguments and returns a JSON-able result. Request loops
+are bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def docker_canary(
+    *,
+    candidate_dir: str,
+    baseline_dir: str | None,
+    examples_b64: list[str],
+    output_dir: str,
+    image_repository: str,
+    image_tag: str,
+    num_requests: int = 50,
+    max_loading_seconds: int = 180,
+) -> dict[str, Any]:
+    """Returns the verdict and report of `run_canary` on the docker backend."""
+    from tfx.proto import infra_validator_pb2
+
+    from tfx_serving_ext.canary.run import CanaryConfig, run_canary
+
+    spec = infra_validator_pb2.ServingSpec(model_name="penguin", local_docker={})
+    spec.tensorflow_serving.image_name = image_repository
+    spec.tensorflow_serving.tags.append(image_tag)
+    result = run_canary(
+        candidate_dir,
+        baseline_dir=baseline_dir,
+        examples=[base64.b64decode(e) for e in examples_b64],
+        output_dir=output_dir,
+        config=CanaryConfig(num_requests=num_requests, backend="docker"),
+        serving_spec=spec,
+        validation_spec=infra_validator_pb2.ValidationSpec(
+            max_loading_time_seconds=max_loading_seconds, num_tries=1
+        ),
+    )
+    return {"blessed": result.blessed, "report": result.report}
+
+
+def docker_backend_readiness(
+    *, model_dir: str, image_repository: str, image_tag: str, max_loading_seconds: int = 180
+) -> dict[str, Any]:
+    """Returns what a gRPC call saw right after `wait_until_running`, and the backend's timings."""
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+    from tfx.proto import infra_validator_pb2
+
+    from tfx_serving_ext.canary.backends import CanaryModels
+    from tfx_serving_ext.canary.backends.docker import DockerBackend
+
+    spec = infra_validator_pb2.ServingSpec(model_name="penguin", local_docker={})
+    spec.tensorflow_serving.image_name = image_repository
+    spec.tensorflow_serving.tags.append(image_tag)
+    backend = DockerBackend(CanaryModels("penguin", Path(model_dir)), spec)
+    began = time.monotonic()
+    with backend:
+        backend.wait_until_running(time.time() + max_loading_seconds)
+        running = time.monotonic() - began
+        channel = grpc.insecure_channel(backend.get_endpoint())
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "penguin"
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        try:
+            stub.GetModelStatus(request, timeout=5)
+            first_call = "OK"
+        except grpc.RpcError as exc:
+            first_call = exc.code().name
+        deadline = time.monotonic() + max_loading_seconds
+        available = None
+        while time.monotonic() < deadline:
+            try:
+                status = stub.GetModelStatus(request, timeout=5)
+                if any(v.state == v.AVAILABLE for v in status.model_version_status):
+                    available = time.monotonic() - began
+                    break
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+        channel.close()
+        return {
+            "running_seconds": running,
+            "first_call": first_call,
+            "available_seconds": available,
+            "timings": backend.timings(),
+        }
+
+
+def rest_predict(
+    *, url: str, instances: list, timeout_seconds: float = 120, interval: float = 0.5
+) -> dict[str, Any]:
+    """Returns the first successful REST predict answer at `url` (retried until the deadline)."""
+    import requests
+
+    deadline = time.monotonic() + timeout_seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            response = requests.post(url, json={"instances": instances}, timeout=10)
+            if response.status_code == 200:
+                return {"status": 200, "body": response.json()}
+            last = f"HTTP {response.status_code}: {response.text[:500]}"
+        except requests.RequestException as exc:
+            last = str(exc)
+        time.sleep(interval)
+    return {"status": None, "error": last}
+
+
+def grpc_model_status(*, address: str, model_name: str, timeout_seconds: float = 60) -> dict:
+    """Returns the model's version states over gRPC once the server answers (or the error)."""
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    deadline = time.monotonic() + timeout_seconds
+    last = None
+    channel = grpc.insecure_channel(address)
+    try:
+        stub = model_service_pb2_grpc.ModelServiceStub(channel)
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model_name
+        while time.monotonic() < deadline:
+            try:
+                status = stub.GetModelStatus(request, timeout=5)
+                states = {str(v.version): v.state for v in status.model_version_status}
+                return {"states": states}
+            except grpc.RpcError as exc:
+                last = exc.code().name
+            time.sleep(0.5)
+    finally:
+        channel.close()
+    return {"error": last}
+
+
+def run_cli(*, argv: list[str]) -> dict[str, Any]:
+    """Returns the exit code and output of `tfx-serving-ext ARGV` run in this namespace."""
+    import contextlib
+    import io
+
+    from tfx_serving_ext.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-5000:]}
+
+
+def main(argv: list[str]) -> int:
+    """Runs FUNCTION(**json.loads(KWARGS)) and writes its JSON result to RESULT."""
+    function_name, kwargs_json, result_path = argv
+    function = globals()[function_name]
+    result = function(**json.loads(kwargs_json))
+    Path(result_path).write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
