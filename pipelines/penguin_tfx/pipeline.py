@@ -78,6 +78,7 @@ def create_pipeline(
     max_accuracy_drop: float = 0.1,
     server_address: str | None = None,
     canary_requests: int = 50,
+    canary_thresholds: dict[str, float | None] | None = None,
     stock_pusher_dir: str | None = None,
     beam_pipeline_args: list[str] | None = None,
 ) -> tfx.dsl.Pipeline:
@@ -94,6 +95,8 @@ def create_pipeline(
         server_address: gRPC address of the TF Serving that polls `serving_model_dir`; the
             pusher then waits until it serves the new version.
         canary_requests: requests the canary sends to the candidate and to the baseline.
+        canary_thresholds: CanaryThresholds fields overriding the defaults (None switches one
+            off, e.g. {"max_p99_ratio": None}).
         stock_pusher_dir: if set, TFX's Pusher also pushes there, gated by our blessings.
         beam_pipeline_args: Beam arguments (default: in-process FnApiRunner).
     """
@@ -135,7 +138,7 @@ def create_pipeline(
             "concurrency": 2,
             "backend": "embedded",
             # A ~1 ms model on a busy machine: latency must also regress by 10 ms to refuse.
-            "thresholds": {"ratio_slack_ms": 10.0},
+            "thresholds": {"ratio_slack_ms": 10.0, **(canary_thresholds or {})},
         },
     )
     push_destination: dict[str, Any] = {
