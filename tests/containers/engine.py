@@ -108,6 +108,8 @@ class DockerEngine:
     data_root: Path
     data_root_lock: Any = None
     started_seconds: float = 0.0
+    # `ip netns add` bind-mounts /run/netns onto itself the first time; undone when we did it.
+    owns_netns_mount: bool = False
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -159,6 +161,7 @@ class DockerEngine:
         engine = cls(netns, state_dir, data_root, lock)
         _ENGINES.append(engine)
         began = time.monotonic()
+        engine.owns_netns_mount = not _is_mount_point(NETNS_DIR)
         try:
             _run(["ip", "netns", "add", netns])
             _run(["ip", "-n", netns, "link", "set", "lo", "up"])
@@ -276,6 +279,8 @@ class DockerEngine:
         self._stopped = True
         try:
             _teardown(self.state_dir, self.netns, self.data_root)
+            if self.owns_netns_mount:
+                _release_netns_dir()
         except Exception:  # noqa: BLE001 - teardown must not raise
             logger.warning("Tearing down the Docker engine failed", exc_info=True)
         if self.data_root_lock is not None:
@@ -298,6 +303,28 @@ def _claim_data_root(state_dir: Path) -> tuple[Path, Any]:
         logger.warning("%s is in use by another test run: using a throwaway data root", cached)
         return state_dir / "data", None
     return cached, lock
+
+
+NETNS_DIR = Path("/run/netns")
+
+
+def _is_mount_point(path: Path) -> bool:
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    return any(line.split()[4] == str(path) for line in lines)
+
+
+def _release_netns_dir() -> None:
+    """Unmounts and removes /run/netns once no namespace is left in it (`ip netns add` made
+    it a mount point), so the host is left as it was."""
+    if NETNS_DIR.is_dir() and not any(NETNS_DIR.iterdir()):
+        while _is_mount_point(NETNS_DIR):
+            if _run(["umount", str(NETNS_DIR)], check=False).returncode != 0:
+                return
+        with contextlib.suppress(OSError):
+            NETNS_DIR.rmdir()
 
 
 def _teardown(state_dir: Path, netns: str, data_root: Path) -> None:
