@@ -59,6 +59,8 @@ def test_canary_command_refuses_and_exits_1(canary_models, penguin_csv, tmp_path
 def test_canary_command_rejects_unreadable_examples(canary_models, tmp_path, capsys):
     bogus = tmp_path / "examples.tfrecord"
     bogus.write_bytes(b"not a tfrecord at all")
-    code = main(["canary", str(canary_models["good"]), "--examples", str(bogus)])
+    out = str(tmp_path / "report")
+    args = ["canary", str(canary_models["good"]), "--examples", str(bogus), "--output", out]
+    code = main(args)
     assert code == 2
     assert "is not a TFRecord file of tf.Examples" in capsys.readouterr().err
