@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -49,7 +50,15 @@ class LocalRegistry:
 def _start_registry(root: Path) -> tuple[subprocess.Popen, LocalRegistry]:
     binary = shutil.which("docker-registry") or REGISTRY_BINARY
     if not Path(binary).exists():
-        pytest.fail(INSTALL_HINT)
+        from tests.containers import requirements
+
+        # Installed here when root with apt (as `make test` does for every test's needs).
+        requirements.ensure_installed(requirements.REGISTRY[:1])
+        binary = shutil.which("docker-registry") or REGISTRY_BINARY
+    if not Path(binary).exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
     port = free_port()
     storage = root / "storage"
     storage.mkdir(parents=True)
