@@ -101,7 +101,7 @@ def test_configuration_round_trips_and_refuses_unknown_keys():
     config = ServingBaseline(base_directory="/serving/p", model_name="p", server_address="h:8500")
     assert ServingBaseline.from_value(config.to_json()) == config
     assert ServingBaseline.from_value("") is None
-    with pytest.raises(ValueError, match="unknown ServingBaseline keys"):
+    with pytest.raises(ValueError, match="Unknown ServingBaseline keys"):
         ServingBaseline.from_value({"base_directory": "/s", "adress": "h:1"})
     with pytest.raises(ValueError, match="model_name"):
         ServingBaseline(base_directory="/s", server_address="h:1")

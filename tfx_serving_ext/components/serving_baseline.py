@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tfx_serving_ext.config_fields import dataclass_from_mapping
 from tfx_serving_ext.protocol.saved_model import is_saved_model_dir
 from tfx_serving_ext.protocol.versions import list_versions
 
@@ -71,17 +72,9 @@ class ServingBaseline:
         Raises:
             ValueError: unknown keys, or a missing base_directory.
         """
-        if value is None or value == "":
+        if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        if isinstance(value, ServingBaseline):
-            return value
-        if isinstance(value, str):
-            value = json.loads(value)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"unknown ServingBaseline keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(value))
+        return dataclass_from_mapping(cls, value, what="ServingBaseline keys", error=ValueError)
 
     def to_json(self) -> str:
         """Returns the JSON that `from_value` reads back."""
