@@ -158,6 +158,155 @@ def run_cli(*, argv: list[str]) -> dict[str, Any]:
     return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()[-5000:]}
 
 
+class _TrafficLoop:
+    """Predict requests in a loop on a thread, bounded by count and time, until stopped.
+
+    Each request asks for the model with no version (the newest AVAILABLE one); the version
+    that answered is counted, so a test sees every hot swap the traffic went through.
+    """
+
+    def __init__(self, address: str, model_name: str, example: bytes, *, max_requests: int,
+                 max_seconds: float):  # fmt: skip
+        import threading
+
+        self.address, self.model_name, self.example = address, model_name, example
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        self.ok = 0
+        self.failures: list[str] = []
+        self.versions: dict[str, int] = {}
+        self.order: list[int] = []  # versions in the order they first answered
+        self.latencies_ms: list[float] = []
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _TrafficLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._halt.set()
+        self._thread.join(timeout=30)
+
+    def sent(self) -> int:
+        return self.ok + len(self.failures)
+
+    def wait_for_answers(self, count: int, timeout: float = 30) -> None:
+        """Returns once `count` more requests were answered (or failed), or after `timeout`."""
+        target = self.sent() + count
+        deadline = time.monotonic() + timeout
+        while self.sent() < target and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.01)
+
+    def _run(self) -> None:
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto([self.example], dtype=tf.string))
+        channel = grpc.insecure_channel(self.address)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        deadline = time.monotonic() + self.max_seconds
+        try:
+            while (
+                not self._halt.is_set()
+                and self.sent() < self.max_requests
+                and time.monotonic() < deadline
+            ):
+                began = time.monotonic()
+                try:
+                    response = stub.Predict(request, timeout=10)
+                except grpc.RpcError as exc:
+                    self.failures.append(f"{exc.code().name}: {exc.details()}")
+                    continue
+                self.latencies_ms.append((time.monotonic() - began) * 1000)
+                self.ok += 1
+                version = int(response.model_spec.version.value)
+                self.versions[str(version)] = self.versions.get(str(version), 0) + 1
+                if not self.order or self.order[-1] != version:
+                    self.order.append(version)
+        finally:
+            channel.close()
+
+
+def push_and_rollback_under_traffic(
+    *,
+    model_dirs: list[str],
+    base_directory: str,
+    server_address: str,
+    model_name: str,
+    example_b64: str,
+    max_requests: int = 200_000,
+    max_seconds: float = 240,
+) -> dict[str, Any]:
+    """Returns the traffic's counts and each step's result: pushes of `model_dirs` verified on
+    the server at `server_address`, then a rollback to the version before the last, all while a
+    client loop sends predict requests to the model with no version."""
+    from tfx_serving_ext.client.client import ServingClient
+    from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume, rollback_volume
+
+    config = VolumePushConfig(
+        base_directory=base_directory,
+        model_name=model_name,
+        server_address=server_address,
+        verify_timeout_seconds=120,
+    )
+    steps: list[dict[str, Any]] = []
+    began = time.monotonic()
+    with ServingClient(server_address, timeout=10) as client:
+        client.wait_until_available(model_name, timeout=120)
+        with _TrafficLoop(
+            server_address,
+            model_name,
+            base64.b64decode(example_b64),
+            max_requests=max_requests,
+            max_seconds=max_seconds,
+        ) as traffic:
+            traffic.wait_for_answers(20)
+            for model_dir in model_dirs:
+                pushed = push_to_volume(model_dir, config)
+                steps.append(
+                    {
+                        "step": "push",
+                        "pushed": pushed.pushed,
+                        "version": pushed.version,
+                        "verification": pushed.verification,
+                        "message": pushed.message,
+                        "seconds": round(time.monotonic() - began, 2),
+                    }
+                )
+                traffic.wait_for_answers(20)
+            rolled = rollback_volume(
+                base_directory, model_name=model_name, client=client, timeout=120
+            )
+            steps.append(
+                {
+                    "step": "rollback",
+                    "version": rolled.current_version,
+                    "removed": rolled.removed_versions,
+                    "verified": rolled.verified,
+                    "seconds": round(time.monotonic() - began, 2),
+                }
+            )
+            traffic.wait_for_answers(20)
+        served = sorted(
+            s.version for s in client.model_status(model_name) if s.state == "AVAILABLE"
+        )
+    latencies = sorted(traffic.latencies_ms)
+    return {
+        "steps": steps,
+        "ok": traffic.ok,
+        "failures": traffic.failures[:20],
+        "failed": len(traffic.failures),
+        "versions": traffic.versions,
+        "order": traffic.order,
+        "available_after": served,
+        "p99_ms": latencies[int(0.99 * (len(latencies) - 1))] if latencies else None,
+        "seconds": round(time.monotonic() - began, 2),
+    }
+
+
 def main(argv: list[str]) -> int:
     """Runs FUNCTION(**json.loads(KWARGS)) and writes its JSON result to RESULT."""
     function_name, kwargs_json, result_path = argv
