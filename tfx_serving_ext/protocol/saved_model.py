@@ -13,6 +13,7 @@ SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 SERVE_TAG = "serve"
 # TFX Trainer writes the exported model under this sub-directory of the Model artifact.
 TRAINER_SERVING_SUBDIR = "Format-Serving"
+OLD_TRAINER_SERVING_SUBDIR = "serving_model_dir"  # Model artifacts written before TFX 0.22
 
 
 class SavedModelError(ValueError):
@@ -26,29 +27,68 @@ def is_saved_model_dir(path: str | os.PathLike) -> bool:
 
 
 def find_serving_model_dir(model_uri: str | os.PathLike) -> Path:
-    """Returns the SavedModel directory inside a Model artifact's URI.
+    """Returns the SavedModel directory inside a Model artifact's URI, wherever TFX put it.
 
-    Accepts the TFX Trainer layout (`<uri>/Format-Serving/`), a bare SavedModel directory, and
-    the legacy Estimator layout (`<uri>/serving_model_dir/export/<name>/<timestamp>/`).
+    The layouts are TFX's own (`tfx.utils.path_utils.serving_model_path`), tried in order:
+    the Keras Trainer's `<uri>/Format-Serving/`; the Estimator Trainer's
+    `<uri>/Format-Serving/export/<exporter>/<timestamp>/` (the newest timestamp when the
+    exporter kept several); the same two under `serving_model_dir/` (Model artifacts of TFX
+    before 0.22); a bare SavedModel directory (`<uri>/saved_model.pb`); and a pushed copy or a
+    TF Serving base path (`<uri>/<version>/`, the highest numeric version).
 
     Raises:
-        SavedModelError: no SavedModel is found under `model_uri`.
+        SavedModelError: no SavedModel is found under `model_uri`; the message names every
+            layout tried.
     """
     root = Path(model_uri)
-    for candidate in (root / TRAINER_SERVING_SUBDIR, root):
-        if is_saved_model_dir(candidate):
-            return candidate
-    export_root = root / "serving_model_dir" / "export"
-    if export_root.is_dir():
-        exports = sorted(p for p in export_root.glob("*/*") if is_saved_model_dir(p))
-        if exports:
-            return exports[-1]
+    tried: list[str] = []
+    for serving_dir in (TRAINER_SERVING_SUBDIR, OLD_TRAINER_SERVING_SUBDIR):
+        found = _trainer_layout(root, serving_dir, tried)
+        if found is not None:
+            return found
+    tried.append(f"{root}/{SAVED_MODEL_PB} (a bare SavedModel)")
+    if is_saved_model_dir(root):
+        return root
+    tried.append(f"{root}/<version>/{SAVED_MODEL_PB} (a pushed copy or a TF Serving base path)")
+    versions = _numeric_subdirs(root)
+    if versions:
+        return versions[-1]
     raise SavedModelError(
-        f"No SavedModel found under {root}: expected {root / TRAINER_SERVING_SUBDIR}/"
-        f"{SAVED_MODEL_PB} (TFX Trainer layout) or {root}/{SAVED_MODEL_PB}. "
-        "Pass the Model artifact produced by a Trainer or a directory written by "
-        "tf.saved_model.save."
+        f"No SavedModel found under {root}. Tried the layouts TFX writes: "
+        + "; ".join(tried)
+        + ". Pass the Model artifact produced by a Trainer, a pushed model directory or a "
+        "directory written by tf.saved_model.save."
     )
+
+
+def _trainer_layout(root: Path, serving_dir: str, tried: list[str]) -> Path | None:
+    """Returns the SavedModel of a Trainer layout under `root/serving_dir`, or None."""
+    base = root / serving_dir
+    tried.append(f"{base}/{SAVED_MODEL_PB} (Keras Trainer)")
+    tried.append(f"{base}/export/<exporter>/<timestamp>/{SAVED_MODEL_PB} (Estimator Trainer)")
+    if not base.is_dir():
+        return None
+    from tfx.utils import path_utils
+
+    try:
+        path = Path(path_utils.serving_model_path(str(root), serving_dir != TRAINER_SERVING_SUBDIR))
+    except RuntimeError:
+        # TFX wants exactly one exporter and one timestamp; an exporter that kept several
+        # exports (LatestExporter keeps five) serves its newest, as TF Serving would.
+        path = None
+        for exporter in sorted(p for p in (base / "export").iterdir() if p.is_dir()):
+            exports = _numeric_subdirs(exporter)
+            if exports:
+                path = exports[-1]
+    return path if path is not None and is_saved_model_dir(path) else None
+
+
+def _numeric_subdirs(path: Path) -> list[Path]:
+    """Returns the sub-directories of `path` named by a number that hold a SavedModel, in order."""
+    if not path.is_dir():
+        return []
+    found = [p for p in path.iterdir() if p.name.isdigit() and is_saved_model_dir(p)]
+    return sorted(found, key=lambda p: int(p.name))
 
 
 def read_saved_model(saved_model_dir: str | os.PathLike) -> saved_model_pb2.SavedModel:
