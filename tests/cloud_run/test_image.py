@@ -53,7 +53,7 @@ def test_model_image_pushed_and_pulled_back(
         model_name="affine",
         model_version=7,
         base_image=base.reference,
-        source_uri="/pipeline/Trainer/model/42",
+        source_uri="gs://pipeline/Trainer/model/42",
     )
 
     # Same registry: the base layer is mounted across repositories, not uploaded again.
@@ -80,7 +80,7 @@ def test_model_image_pushed_and_pulled_back(
     assert container["Entrypoint"] == ["/usr/local/bin/tfx-serving-ext-entrypoint.sh"]
     assert container["ExposedPorts"] == {"8080/tcp": {}}
     labels = container["Labels"]
-    assert labels["dev.tfx-serving-ext.model-source"] == "/pipeline/Trainer/model/42"
+    assert labels["dev.tfx-serving-ext.model-source"] == "gs://pipeline/Trainer/model/42"
     assert labels["dev.tfx-serving-ext.model-version"] == "7"
     assert labels["base.label"] == "kept"
     assert config["os"] == "linux" and config["architecture"] == "amd64"

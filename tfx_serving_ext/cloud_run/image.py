@@ -2,11 +2,16 @@
 
 The model layer holds the SavedModel at `/models/<name>/<version>/` and the `$PORT`-honouring
 entrypoint at `/usr/local/bin/tfx-serving-ext-entrypoint.sh`. It is reproducible: entries in
-sorted order, a fixed mtime, owner root (uid/gid 0, no user names), normalised modes, and gzip
-with no file name and mtime 0, so the same model always yields the same layer digest and, on
-the same base, the same image digest. The image config is the base's with the new layer's
-diff_id appended, `MODEL_NAME` / `MODEL_BASE_PATH` in the environment, the new entrypoint, the
-serving port exposed and labels that record where the model came from.
+sorted order, a fixed mtime, owner root (uid/gid 0, no user names), normalised modes readable by
+every user, and gzip with no file name and mtime 0, so the same model always yields the same
+layer digest and, on the same base, the same image digest. The image config is the base's with
+the new layer's diff_id appended, `MODEL_NAME` / `MODEL_BASE_PATH` in the environment, the new
+entrypoint, a non-root user, the serving port exposed and labels that record where the model
+came from (a remote URI only: never a path on the building host).
+
+The model is read through `protocol.model_tree`, the walker the volume publisher uses: links out
+of the model, FIFOs, devices, sockets and loops are refused, files are opened with `O_NOFOLLOW`,
+and the model name must be one safe path component, as on the serving volume.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from tfx_serving_ext.cloud_run.errors import ImageBuildError
 from tfx_serving_ext.cloud_run.oci_format import (
@@ -33,6 +39,12 @@ from tfx_serving_ext.cloud_run.oci_format import (
     Manifest,
     sha256_digest,
 )
+from tfx_serving_ext.protocol.model_tree import (
+    UnsafeModelPath,
+    open_entry,
+    validate_model_name,
+    walk_model_tree,
+)
 
 MODEL_ROOT = "models"
 ENTRYPOINT_PATH = "usr/local/bin/tfx-serving-ext-entrypoint.sh"
@@ -42,6 +54,9 @@ LAYER_MTIME = 315532800
 # The image `created` time: fixed, so a rebuild of the same model yields the same digest.
 IMAGE_CREATED = "1980-01-01T00:00:00Z"
 LABEL_PREFIX = "dev.tfx-serving-ext"
+# The server runs as this user, not root: the distroless "nonroot" ids, which need no passwd
+# entry. Every layer entry is world-readable (directories and the entrypoint world-executable).
+IMAGE_USER = "65532:65532"
 
 
 class _HashingWriter:
@@ -97,17 +112,16 @@ def _tar_info(name: str, *, is_dir: bool = False, size: int = 0, executable: boo
     return info
 
 
-def _model_entries(saved_model_dir: Path, prefix: str) -> list[tuple[str, Path | None]]:
-    """Returns (archive name, source file or None for a directory), sorted by name."""
-    entries: list[tuple[str, Path | None]] = []
-    for root, dirs, files in os.walk(saved_model_dir, followlinks=True):
-        rel = Path(root).relative_to(saved_model_dir)
-        base = prefix if rel == Path(".") else f"{prefix}/{rel.as_posix()}"
-        entries.append((base, None))
-        dirs.sort()
-        for name in files:
-            entries.append((f"{base}/{name}", Path(root) / name))
-    return sorted(entries)
+def checked_model_name(model_name: str) -> str:
+    """Returns `model_name` if it can name `/models/<name>/` (one safe path component).
+
+    Raises:
+        ImageBuildError: the name is empty, has a separator or `..`, or starts with a dot.
+    """
+    try:
+        return validate_model_name(model_name)
+    except UnsafeModelPath as exc:
+        raise ImageBuildError(str(exc)) from exc
 
 
 def write_model_layer(
@@ -116,15 +130,24 @@ def write_model_layer(
     """Returns the reproducible gzip layer holding the model and the entrypoint, at `out_path`.
 
     Raises:
-        ImageBuildError: `saved_model_dir` is not a directory.
+        ImageBuildError: `saved_model_dir` is not a directory, the model name is not one safe
+            path component, or the model holds a link out of itself, a loop, a FIFO, a device
+            or a socket (or a file was swapped while it was read).
     """
     saved_model_dir = Path(saved_model_dir)
+    checked_model_name(model_name)
     if not saved_model_dir.is_dir():
         raise ImageBuildError(f"Model directory {saved_model_dir} does not exist.")
-    model_prefix = f"{MODEL_ROOT}/{model_name}/{model_version}"
-    dirs = [MODEL_ROOT, f"{MODEL_ROOT}/{model_name}", "usr", "usr/local", "usr/local/bin"]
-    entries: list[tuple[str, Path | None]] = [(d, None) for d in dirs]
-    entries += _model_entries(saved_model_dir, model_prefix)
+    model_prefix = f"{MODEL_ROOT}/{model_name}/{int(model_version)}"
+    try:
+        tree = walk_model_tree(saved_model_dir)
+    except UnsafeModelPath as exc:
+        raise ImageBuildError(f"The model cannot be put in an image: {exc}") from exc
+    dirs = [MODEL_ROOT, f"{MODEL_ROOT}/{model_name}", model_prefix, "usr", "usr/local"]
+    dirs.append("usr/local/bin")
+    entries = [(d, None) for d in dirs]
+    entries += [(f"{model_prefix}/{entry.relative}", entry) for entry in tree]
+    entries.append((ENTRYPOINT_PATH, None))
     script = entrypoint_script()
     with open(out_path, "wb") as out:
         compressed = _HashingWriter(out)
@@ -132,18 +155,33 @@ def write_model_layer(
         with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0) as gz:
             uncompressed = _HashingWriter(gz)
             with tarfile.open(fileobj=uncompressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name, source in sorted(entries + [(ENTRYPOINT_PATH, Path())]):
+                for name, entry in sorted(entries, key=lambda item: item[0]):
                     if name == ENTRYPOINT_PATH:
                         info = _tar_info(name, size=len(script), executable=True)
                         tar.addfile(info, io.BytesIO(script))
-                    elif source is None:
+                    elif entry is None or entry.is_dir:
                         tar.addfile(_tar_info(name, is_dir=True))
                     else:
-                        executable = bool(source.stat().st_mode & 0o111)
-                        info = _tar_info(name, size=source.stat().st_size, executable=executable)
-                        with open(source, "rb") as f:
-                            tar.addfile(info, f)
+                        _add_model_file(tar, name, entry)
     return Layer(out_path, compressed.digest, uncompressed.digest, compressed.size)
+
+
+def _add_model_file(tar: tarfile.TarFile, name: str, entry) -> None:
+    try:
+        f = open_entry(entry)
+    except UnsafeModelPath as exc:
+        raise ImageBuildError(f"The model cannot be put in an image: {exc}") from exc
+    with f:
+        # The size of what is open, so a file that changed size since the walk is still whole.
+        size = os.fstat(f.fileno()).st_size
+        info = _tar_info(name, size=size, executable=bool(entry.mode & 0o111))
+        tar.addfile(info, f)
+
+
+def is_host_path(uri: str) -> bool:
+    """Returns True when `uri` is a path on the building host (plain path or file://)."""
+    scheme = urlsplit(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1  # "C:" of a Windows path
 
 
 def model_labels(
@@ -153,7 +191,11 @@ def model_labels(
     base: ImageReference,
     base_digest: str,
 ) -> dict[str, str]:
-    """Returns the image labels recording the model, its version, source artifact and base."""
+    """Returns the image labels recording the model, its version, source artifact and base.
+
+    `source_uri` is recorded only when it is a remote URI (gs://, s3://, https://...): a path
+    on the building host says nothing to whoever pulls the image and leaks the host's layout.
+    """
     labels = {
         f"{LABEL_PREFIX}.model-name": model_name,
         f"{LABEL_PREFIX}.model-version": str(model_version),
@@ -161,7 +203,7 @@ def model_labels(
         "org.opencontainers.image.base.name": str(base),
         "org.opencontainers.image.base.digest": base_digest,
     }
-    if source_uri:
+    if source_uri and not is_host_path(source_uri):
         labels[f"{LABEL_PREFIX}.model-source"] = source_uri
     return labels
 
@@ -179,8 +221,10 @@ def build_image_config(
     """Returns the new image config: the base's plus the model layer, env, entrypoint, labels.
 
     Raises:
-        ImageBuildError: the base is not a linux/amd64 image (Cloud Run runs nothing else).
+        ImageBuildError: the base is not a linux/amd64 image (Cloud Run runs nothing else), or
+            the model name is not one safe path component.
     """
+    checked_model_name(model_name)
     platform = f"{base_config.get('os')}/{base_config.get('architecture')}"
     if platform != "linux/amd64":
         raise ImageBuildError(
@@ -195,6 +239,7 @@ def build_image_config(
     container["Entrypoint"] = [f"/{ENTRYPOINT_PATH}"]
     container["Cmd"] = None
     container["ExposedPorts"] = {f"{port}/tcp": {}}
+    container["User"] = IMAGE_USER
     container["Labels"] = {**(container.get("Labels") or {}), **labels}
     config["rootfs"] = {
         "type": "layers",

@@ -123,15 +123,17 @@ def build_and_push_image(
         model_version: the version directory the model is served as.
         base_image: image with `tensorflow_model_server` on PATH (linux/amd64 picked from a
             multi-arch index).
-        source_uri: where the model came from (the Model artifact URI), recorded as a label.
+        source_uri: where the model came from (the Model artifact URI), recorded as a label
+            when it is a remote URI (a path on this host is not recorded).
         port: the port exposed in the image config (Cloud Run's default $PORT is 8080).
         extra_env: more environment variables baked into the image.
         client_factory: returns a registry client for a host (tests and custom TLS).
 
     Raises:
-        ImageBuildError: the model directory or base image is unusable.
+        ImageBuildError: the model directory, the model name or the base image is unusable.
         RegistryError: a registry refused a request (`RegistryAuthError` for credentials).
     """
+    img.checked_model_name(model_name)
     if not (Path(model_dir) / "saved_model.pb").is_file():
         raise ImageBuildError(
             f"{model_dir} holds no saved_model.pb; pass the SavedModel directory "

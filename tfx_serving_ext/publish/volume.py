@@ -145,7 +145,9 @@ def publish_version(
         progress: called with (bytes copied, total bytes) as the copy advances.
 
     Raises:
-        UnsafeModelPath: a symlink in `model_dir` points outside it (or loops).
+        UnsafeModelPath: a symlink in `model_dir` points outside it (or loops), an entry is a
+            FIFO, device or socket, or a file was swapped for another while it was copied.
+        OSError: the copy or the flush to disk failed (disk full, I/O error).
         VolumeError: `model_dir` is not a directory.
     """
     source = Path(model_dir)
@@ -155,7 +157,7 @@ def publish_version(
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(base)
     plan = plan_copy(source)
-    total = sum(size for _, _, size in plan if size > 0)
+    total = sum(entry.size for entry in plan if not entry.is_dir)
 
     claimed, staging = _claim_staging_dir(base)
     started = time.monotonic()
@@ -172,7 +174,7 @@ def publish_version(
         version=version,
         path=base / str(version),
         bytes_copied=copied,
-        files_copied=sum(1 for _, _, size in plan if size >= 0),
+        files_copied=sum(1 for entry in plan if not entry.is_dir),
         copy_seconds=renamed_at - started,
         renamed_at=renamed_at,
     )
