@@ -8,6 +8,8 @@ may want to handle on its own: no server answered, a deadline passed, a version 
 
 from __future__ import annotations
 
+import re
+
 # gRPC status code name -> HTTP status, as TF Serving's REST handler maps them.
 HTTP_STATUS_BY_CODE = {
     "OK": 200,
@@ -48,12 +50,67 @@ CODE_NUMBERS = {
 }
 
 
+# gRPC sends a status message in a header that clients cap (8 KiB by default): longer ones are cut.
+MAX_MESSAGE_CHARS = 4096
+
+
+def wire_safe(message: str) -> str:
+    """Returns `message` as text every gRPC and REST client can decode, at most MAX_MESSAGE_CHARS.
+
+    Lone surrogates (bytes that were not UTF-8, decoded with surrogateescape) become `\\udcXX`
+    escapes instead of failing the client's UTF-8 decoding.
+    """
+    message = str(message)
+    try:
+        message.encode("utf-8")
+    except UnicodeEncodeError:
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    return message
+
+
+_STACK_FRAME = re.compile(r'^\s*File "[^"]*", line \d+')
+_STACK_HEADER = re.compile(r"\s*(?:defined at )?\(most recent call last\):?\s*$")
+_SERVER_FILE = re.compile(r"(?:/[\w.@+-]+)+\.(?:py|pyc|so|cc|h)\b")
+
+
+def client_message(message: str, *private_paths: str) -> str:
+    """Returns a model error's message without the server's stack, source files or `private_paths`.
+
+    TensorFlow op errors carry the Python stack that built the op ("Detected at node add
+    defined at (most recent call last): File ...") and Python errors a traceback; a client gets
+    the rest of the message, and the server's log keeps the whole.
+    """
+    lines: list[str] = []
+    skip_code_line = False
+    for line in str(message).splitlines():
+        if _STACK_FRAME.match(line):
+            skip_code_line = True
+            continue
+        if skip_code_line and line.startswith("    "):
+            continue
+        skip_code_line = False
+        if line.strip() == "Traceback (most recent call last):":
+            continue
+        line = _STACK_HEADER.sub("", line)
+        if line.strip() or (lines and lines[-1].strip()):
+            lines.append(line)
+    text = "\n".join(lines).strip()
+    for path in private_paths:
+        if path:
+            text = text.replace(path, "<model>")
+    text = _SERVER_FILE.sub("<server file>", text)
+    return text or "the model failed on this request (details are in the server log)"
+
+
 class ServingError(Exception):
     """A request or load failed with a TF Serving status: `.code` (gRPC code name), `.message`."""
 
     def __init__(self, code: str, message: str):
         if code not in CODE_NUMBERS:
             raise ValueError(f"unknown status code {code!r}")
+        message = wire_safe(message)
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

@@ -41,9 +41,14 @@ def feature_from_json(name: str, value) -> feature_pb2.Feature:
         feature.float_list.SetInParent()
         return feature
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if any(not -(2**63) <= v < 2**63 for v in values):
+            raise invalid_argument(f"Feature '{name}': {short(value)} is out of range for int64")
         feature.int64_list.value.extend(values)
     elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        feature.float_list.value.extend(values)
+        try:
+            feature.float_list.value.extend(float(v) for v in values)
+        except OverflowError:
+            raise invalid_argument(f"Feature '{name}': {short(value)} is out of range") from None
     elif all(isinstance(v, (str, dict)) for v in values):
         feature.bytes_list.value.extend(decode_string_leaf(v) for v in values)
     else:

@@ -9,6 +9,9 @@ requests and encodes answers with them.
 from __future__ import annotations
 
 import base64
+import json
+import reprlib
+import time
 
 import numpy as np
 from google.protobuf import json_format
@@ -35,6 +38,62 @@ CODE_BY_HTTP = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
+
+# ---- bodies -----------------------------------------------------------------------------------
+
+
+# Python-level number hooks: the C parser calls them per number, and each call lets other
+# threads (the REST event loop, gRPC) take the GIL, which one long json.loads never gives up.
+def _parse_float(text: str) -> float:
+    return float(text)
+
+
+def _parse_int(text: str) -> int:
+    return int(text)
+
+
+def parse_body(raw: bytes):
+    """Returns the JSON value of a request body, sharing the GIL while it parses.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a body that is not JSON or nests deeper than
+            Python's parser goes (about 1000 levels).
+    """
+    try:
+        return json.loads(raw, parse_float=_parse_float, parse_int=_parse_int)
+    except RecursionError:
+        raise invalid_argument("JSON Parse error: the body nests too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_argument(f"JSON Parse error: {exc}") from None
+
+
+_DUMP_CHUNK = 8192
+
+
+def _dump_parts(value, parts: list[str]) -> None:
+    if isinstance(value, dict) and len(value) <= _DUMP_CHUNK:
+        parts.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            parts.append(("," if index else "") + json.dumps(str(key)) + ":")
+            _dump_parts(item, parts)
+        parts.append("}")
+    elif isinstance(value, list) and len(value) > _DUMP_CHUNK:
+        parts.append("[")
+        for start in range(0, len(value), _DUMP_CHUNK):
+            chunk = json.dumps(value[start : start + _DUMP_CHUNK])[1:-1]
+            parts.append(("," if start else "") + chunk)
+            time.sleep(0)  # lets other threads run between chunks
+        parts.append("]")
+    else:
+        parts.append(json.dumps(value))
+
+
+def dump_body(value) -> bytes:
+    """Returns a response body as JSON bytes, encoding long lists in chunks that share the GIL."""
+    parts: list[str] = []
+    _dump_parts(value, parts)
+    return "".join(parts).encode("utf-8")
+
 
 # ---- tensor values ----------------------------------------------------------------------------
 
@@ -72,26 +131,42 @@ def encode_string_leaf(value: bytes, always_b64: bool = False):
     return {B64: base64.b64encode(value).decode("ascii")}
 
 
-def _string_array(value) -> np.ndarray:
-    def shape_of(v):
-        if isinstance(v, list):
-            inner = [shape_of(x) for x in v]
-            if inner and any(s != inner[0] for s in inner):
-                raise invalid_argument("Expected a list of lists of equal length (a tensor)")
-            return [len(v)] + (inner[0] if inner else [])
-        return []
+def json_shape(value, max_rank: int = tensors.MAX_RANK) -> list[int]:
+    """Returns the shape a JSON tensor claims: the lengths along its first elements.
 
-    shape = shape_of(value)
+    Looks at no more than `max_rank + 1` levels, so a deeply nested value costs nothing.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a value nested deeper than `max_rank`.
+    """
+    shape: list[int] = []
+    while isinstance(value, list):
+        if len(shape) == max_rank:
+            raise invalid_argument(f"JSON tensor has a rank above the maximum rank {max_rank}")
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _string_array(value) -> np.ndarray:
+    shape = json_shape(value)
     flat: list = []
 
-    def collect(v):
-        if isinstance(v, list):
-            for x in v:
-                collect(x)
-        else:
+    def collect(v, depth: int) -> None:
+        # Recursion depth is bounded by the rank json_shape accepted.
+        if depth == len(shape):
+            if isinstance(v, list):
+                raise invalid_argument("Expected a list of lists of equal length (a tensor)")
             flat.append(decode_string_leaf(v))
+            return
+        if not isinstance(v, list) or len(v) != shape[depth]:
+            raise invalid_argument("Expected a list of lists of equal length (a tensor)")
+        for x in v:
+            collect(x, depth + 1)
 
-    collect(value)
+    collect(value, 0)
     array = np.empty(len(flat), dtype=object)
     array[:] = flat
     return array.reshape(shape)
@@ -109,6 +184,7 @@ def json_to_ndarray(value, dtype: int | None, name: str = "") -> np.ndarray:
     if dtype == types_pb2.DT_STRING:
         return _string_array(value)
     target = None if dtype is None else tensors.numpy_dtype(dtype)
+    json_shape(value)
     try:
         array = np.asarray(value)
     except (ValueError, TypeError):
@@ -165,9 +241,14 @@ def json_type(value) -> str:
     )
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 3, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+
+
 def short(value) -> str:
-    """Returns a value's repr cut to fit in an error message."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
+    """Returns a value's repr cut to fit in an error message (cheap for huge or deep values)."""
+    text = _SHORT_REPR.repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) < 80 else text[:77] + "..."
 
 

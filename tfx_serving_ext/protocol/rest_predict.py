@@ -18,6 +18,7 @@ from tfx_serving_ext.protocol import tensors
 from tfx_serving_ext.protocol.errors import ServingError, invalid_argument
 from tfx_serving_ext.protocol.rest_json import (
     is_b64,
+    json_shape,
     json_to_ndarray,
     ndarray_to_json,
     short,
@@ -93,6 +94,8 @@ def predict_request_from_json(
             # Let the servable report the mismatch with TF Serving's message.
             request.inputs[name].dtype = types_pb2.DT_FLOAT
             continue
+        # The rank is checked against the signature before numpy sees the value.
+        tensors.check_tensor_rank(name, len(json_shape(value)), signature.inputs[name])
         array = json_to_ndarray(value, signature.inputs[name].dtype, name)
         tensors.ndarray_to_tensor_proto(array, request.inputs[name], packed=True)
     return request, row_format

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
 import numpy as np
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from tfx_serving_ext.protocol.errors import invalid_argument
 
@@ -66,6 +68,138 @@ def numpy_dtype(dtype: int) -> np.dtype:
 # Largest tensor a request may have expanded from a single (or no) value: 256 MiB.
 MAX_EXPANDED_TENSOR_BYTES = 256 * 2**20
 
+# Highest rank a tensor may have: tf.convert_to_tensor of a numpy object array crashes the
+# process (SIGSEGV) above 32 dimensions, and numpy itself stops at 64.
+MAX_RANK = 32
+
+# What one string element costs beyond its bytes: a Python bytes object in the numpy array and
+# a tf.tstring in the tensor.
+STRING_ELEMENT_OVERHEAD = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on the tensors of one request, checked before anything is allocated for them.
+
+    Attributes:
+        max_rank: highest rank of any input tensor (at most MAX_RANK).
+        max_elements: most elements in all the request's input tensors together.
+        max_bytes: most bytes the request's input tensors take once decoded, strings counted by
+            their length plus STRING_ELEMENT_OVERHEAD each.
+    """
+
+    max_rank: int = MAX_RANK
+    max_elements: int = 64 * 2**20
+    max_bytes: int = 512 * 2**20
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+
+def _shape_of(proto: tensor_pb2.TensorProto, max_rank: int) -> tuple[int, ...]:
+    if proto.tensor_shape.unknown_rank:
+        raise invalid_argument("tensor shape has unknown rank")
+    rank = len(proto.tensor_shape.dim)
+    if rank > max_rank:
+        raise invalid_argument(f"tensor of rank {rank} exceeds the maximum rank {max_rank}")
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    if any(d < 0 for d in shape):
+        raise invalid_argument(f"tensor shape {list(shape)} has a negative dimension")
+    return shape
+
+
+def tensor_proto_bytes(proto: tensor_pb2.TensorProto, max_rank: int = MAX_RANK) -> tuple[int, int]:
+    """Returns (elements, bytes) that `proto` takes once decoded, without decoding it.
+
+    Strings count by their length plus STRING_ELEMENT_OVERHEAD; a value that fills the whole
+    shape counts once per element, as it will be copied.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for an unknown rank, a rank above `max_rank`, a negative
+            dimension or a dtype the server cannot carry.
+    """
+    elements = math.prod(_shape_of(proto, max_rank))
+    if proto.dtype == types_pb2.DT_STRING:
+        values = proto.string_val
+        if len(values) == elements:
+            content = sum(len(v) for v in values)
+        else:
+            content = elements * (len(values[0]) if len(values) == 1 else 0)
+        return elements, content + elements * STRING_ELEMENT_OVERHEAD
+    return elements, elements * numpy_dtype(proto.dtype).itemsize
+
+
+def _value_count(proto: tensor_pb2.TensorProto) -> int:
+    if proto.dtype == types_pb2.DT_STRING:
+        return len(proto.string_val)
+    if proto.tensor_content:
+        return len(proto.tensor_content) // max(numpy_dtype(proto.dtype).itemsize, 1)
+    if proto.dtype == types_pb2.DT_HALF:
+        return len(proto.half_val)
+    field = _VALUE_FIELD.get(proto.dtype)
+    return len(getattr(proto, field)) if field else 0
+
+
+def check_tensor_rank(
+    name: str, rank: int, tensor_info: meta_graph_pb2.TensorInfo | None, max_rank: int = MAX_RANK
+) -> None:
+    """Raises INVALID_ARGUMENT when a tensor of `rank` cannot be input `name` of a signature.
+
+    A signature shape without dimensions is taken as "any rank": TF 1.x-era exports wrote
+    `shape {}` for unknown shapes, and TF Serving feeds them anything.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for a rank above `max_rank` or one the signature's
+            shape cannot take.
+    """
+    if rank > max_rank:
+        raise invalid_argument(
+            f"input '{name}' has rank {rank}, more than the maximum rank {max_rank}"
+        )
+    if tensor_info is None or tensor_info.tensor_shape.unknown_rank:
+        return
+    expected = len(tensor_info.tensor_shape.dim)
+    if expected and rank != expected:
+        raise invalid_argument(
+            f"input '{name}' has rank {rank}, the signature expects rank {expected} "
+            f"(shape {[d.size for d in tensor_info.tensor_shape.dim]})"
+        )
+
+
+def check_request_tensors(
+    inputs,
+    signature: meta_graph_pb2.SignatureDef | None,
+    limits: RequestLimits = DEFAULT_LIMITS,
+) -> None:
+    """Raises unless a request's input tensors fit the signature's ranks and `limits`.
+
+    `inputs` maps input names to TensorProtos (a PredictRequest's `inputs`). Runs before any of
+    them is decoded, so a few bytes on the wire cannot ask for gigabytes.
+
+    Raises:
+        ServingError: INVALID_ARGUMENT naming the first input over a bound.
+    """
+    elements = total = 0
+    for name, proto in sorted(inputs.items()):
+        info = signature.inputs.get(name) if signature is not None else None
+        check_tensor_rank(name, len(proto.tensor_shape.dim), info, limits.max_rank)
+        count, size = tensor_proto_bytes(proto, limits.max_rank)
+        elements += count
+        total += size
+        if elements > limits.max_elements or total > limits.max_bytes:
+            values = _value_count(proto)
+            hint = (
+                f" (its {values} value(s) would fill {count} elements: send the values "
+                "themselves)"
+                if values < count
+                else ""
+            )
+            raise invalid_argument(
+                f"input '{name}' brings the request to {elements} elements and {total} bytes "
+                f"once decoded; at most {limits.max_elements} elements and {limits.max_bytes} "
+                f"bytes are allowed{hint}"
+            )
+
 
 def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Returns the value of `proto` as a numpy array (bytes objects for DT_STRING).
@@ -73,11 +207,7 @@ def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     Raises:
         ServingError: INVALID_ARGUMENT when the proto's values do not fill its shape.
     """
-    if proto.tensor_shape.unknown_rank:
-        raise invalid_argument("tensor shape has unknown rank")
-    shape = tuple(d.size for d in proto.tensor_shape.dim)
-    if any(d < 0 for d in shape):
-        raise invalid_argument(f"tensor shape {list(shape)} has a negative dimension")
+    shape = _shape_of(proto, MAX_RANK)
     size = math.prod(shape)
     dtype = numpy_dtype(proto.dtype)
     if proto.dtype == types_pb2.DT_STRING:
@@ -100,10 +230,11 @@ def tensor_proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     if array.size <= 1 and size > 0:
         # TensorProto lets one value (or none: zeros) fill the whole shape, so a few bytes on the
         # wire can ask for any amount of memory; refuse what no real request needs.
-        if size * dtype.itemsize > MAX_EXPANDED_TENSOR_BYTES:
+        _, expanded = tensor_proto_bytes(proto)
+        if expanded > MAX_EXPANDED_TENSOR_BYTES:
             raise invalid_argument(
                 f"tensor of shape {list(shape)} would expand {array.size} value(s) to "
-                f"{size * dtype.itemsize} bytes; at most {MAX_EXPANDED_TENSOR_BYTES} bytes may "
+                f"{expanded} bytes; at most {MAX_EXPANDED_TENSOR_BYTES} bytes may "
                 "be filled from fewer values: send the values themselves"
             )
         if array.size == 1:

@@ -1,4 +1,9 @@
-"""The REST front end (aiohttp, in its own thread and event loop): TF Serving's /v1 routes."""
+"""The REST front end (aiohttp, in its own thread and event loop): TF Serving's /v1 routes.
+
+Every request is bounded before the server spends on it: the connection count, the time to send
+headers and body, the body's size after decompression, and the JSON's nesting (parsed off the
+event loop, so one large body never stalls the other clients).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import threading
 from concurrent import futures
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -19,8 +26,9 @@ from tensorflow_serving.apis import (
 )
 
 from tfx_serving_ext.protocol import rest_examples, rest_json, rest_predict
-from tfx_serving_ext.protocol.errors import ServingError, from_exception, invalid_argument
+from tfx_serving_ext.protocol.errors import ServingError, invalid_argument
 from tfx_serving_ext.server.core import ServerCore
+from tfx_serving_ext.server.rest_connections import ConnectionGuard
 from tfx_serving_ext.server.servable import DEFAULT_SIGNATURE
 
 logger = logging.getLogger(__name__)
@@ -33,14 +41,27 @@ _MODEL_ROUTE = re.compile(
 )
 
 
-def _json_response(body: dict, status: int = 200) -> web.Response:
+def _json_response(body: dict | bytes, status: int = 200, close: bool = False) -> web.Response:
+    # A request that was refused before its body was read leaves the body on the connection.
+    headers = {"Connection": "close"} if close else None
     return web.Response(
-        body=json.dumps(body).encode("utf-8"), status=status, content_type="application/json"
+        body=body if isinstance(body, bytes) else json.dumps(body).encode("utf-8"),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 
 def _error_response(error: ServingError) -> web.Response:
     return _json_response(rest_json.error_to_json(error), error.http_status)
+
+
+def _too_large(max_body_bytes: int, what: str) -> web.Response:
+    return _json_response(
+        {"error": f"Request body {what} exceeds the maximum of {max_body_bytes} bytes"},
+        413,
+        close=True,
+    )
 
 
 def _set_version(model_spec, version: str | None, label: str | None) -> None:
@@ -61,15 +82,44 @@ class RestServer:
         timeout_seconds: float = 30.0,
         max_body_bytes: int = 256 * 1024 * 1024,
         max_workers: int = 16,
+        *,
+        max_connections: int = 512,
+        header_timeout_seconds: float = 10.0,
+        body_timeout_seconds: float = 30.0,
+        keepalive_timeout_seconds: float = 30.0,
+        max_json_parsers: int = 2,
     ):
+        """Creates the server; `start()` binds it.
+
+        Args:
+            core: the ServerCore answering the requests.
+            host: address to bind.
+            port: port to bind (0 = any free port).
+            timeout_seconds: --rest_api_timeout_in_ms, for running a request.
+            max_body_bytes: largest body (after gzip/deflate decompression); larger is 413.
+            max_workers: threads running requests on the models.
+            max_connections: open connections at once; more are answered 503 and closed, so
+                idle clients cannot take every file descriptor of the process.
+            header_timeout_seconds: time a connection has to send a request's headers.
+            body_timeout_seconds: time a request has to send its body (408 after).
+            keepalive_timeout_seconds: idle time after which a kept-alive connection closes.
+            max_json_parsers: bodies parsed at once (each costs several times its size).
+        """
         self._core = core
         self._host = host
         self._requested_port = port
         self._timeout = timeout_seconds
         self._max_body_bytes = max_body_bytes
+        self._body_timeout = body_timeout_seconds
+        self._keepalive_timeout = keepalive_timeout_seconds
         self._pool = futures.ThreadPoolExecutor(max_workers, thread_name_prefix="rest-serving")
+        self._parsers = futures.ThreadPoolExecutor(max_json_parsers, thread_name_prefix="rest-json")
+        self._guard = ConnectionGuard(
+            max_connections, header_timeout_seconds, keepalive_timeout_seconds
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -98,18 +148,33 @@ class RestServer:
             loop.close()
             return
         loop.run_forever()
-        loop.run_until_complete(self._runner.cleanup())
+        loop.run_until_complete(self._cleanup())
         loop.close()
+
+    async def _cleanup(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        await self._runner.cleanup()
 
     async def _setup(self, ready: futures.Future) -> None:
         app = web.Application(client_max_size=self._max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self._keepalive_timeout,
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._requested_port, reuse_port=False)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        ready.set_result(port)
+        # Our own listener instead of a TCPSite: each connection goes through the guard.
+        server = self._runner.server
+        self._listener = await asyncio.get_running_loop().create_server(
+            lambda: self._guard.protocol(server()),
+            self._host,
+            self._requested_port,
+            reuse_port=False,
+        )
+        ready.set_result(self._listener.sockets[0].getsockname()[1])
 
     def stop(self) -> None:
         """Stops accepting connections and waits for the server thread."""
@@ -117,28 +182,31 @@ class RestServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=30)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._parsers.shutdown(wait=False, cancel_futures=True)
 
     # ---- request handling -------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.path
+        self._guard.request_started(request.transport)
         try:
             if not path.startswith("/v1/"):
                 return web.Response(status=404, text="Not Found")
             return await self._dispatch(request, path)
         except ServingError as exc:
             return _error_response(exc)
-        except web.HTTPRequestEntityTooLarge as exc:
-            return _json_response(
-                {
-                    "error": f"Request body exceeds the maximum of {self._max_body_bytes} bytes "
-                    f"({exc.text})"
-                },
-                413,
-            )
-        except Exception as exc:  # never let a request take the server down
+        except web.HTTPRequestEntityTooLarge:
+            return _too_large(self._max_body_bytes, "(after decompression)")
+        except web.HTTPRequestTimeout:
+            message = f"Request body not received within {self._body_timeout:g} s"
+            return _json_response({"error": message}, 408, close=True)
+        except Exception:  # never let a request take the server down, nor show it its stack
             logger.exception("Unexpected error serving %s %s", request.method, path)
-            return _error_response(from_exception(exc))
+            return _error_response(
+                ServingError("INTERNAL", "Internal error serving the request (see the server log)")
+            )
+        finally:
+            self._guard.request_finished(request.transport)
 
     def _malformed(self, request: web.Request) -> ServingError:
         return invalid_argument(f"Malformed request: {request.method} {request.path_qs}")
@@ -162,21 +230,34 @@ class RestServer:
         raise self._malformed(request)
 
     async def _read_json(self, request: web.Request):
-        raw = await request.read()
+        length = request.content_length
+        if length is not None and length > self._max_body_bytes:
+            # Refused before a byte of it is read: Content-Length alone can ask for anything.
+            raise web.HTTPRequestEntityTooLarge(self._max_body_bytes, length)
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise invalid_argument(f"JSON Parse error: {exc}") from None
+            raw = await asyncio.wait_for(request.read(), self._body_timeout)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout() from None
+        except (HttpProcessingError, RequestPayloadError) as exc:
+            # A corrupt gzip/deflate body, or one cut short: the client's fault.
+            cause = exc.__cause__ or exc
+            raise invalid_argument(f"Cannot read the request body: {cause}") from None
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(self._parsers, rest_json.parse_body, raw)
+        del raw
         if not isinstance(body, dict):
             raise invalid_argument("JSON Parse error: the request body must be a JSON object")
         return body
 
     async def _run_blocking(self, handler, *args) -> web.Response:
         loop = asyncio.get_running_loop()
+
+        def answer() -> bytes:
+            # Encoded in the worker too: a large answer must not hold the event loop.
+            return rest_json.dump_body(handler(*args))
+
         try:
-            result = await asyncio.wait_for(
-                loop.run_in_executor(self._pool, handler, *args), self._timeout
-            )
+            result = await asyncio.wait_for(loop.run_in_executor(self._pool, answer), self._timeout)
         except TimeoutError:
             raise ServingError(
                 "DEADLINE_EXCEEDED",

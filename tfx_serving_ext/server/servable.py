@@ -3,13 +3,17 @@
 How a request is answered (signature lookup, input and output checks, the context/example
 merge, status codes) is `checks.model_runner.LocalModel`'s job, shared with the warmup writer
 and the validator so that all three mean the same thing by a request; the servable adds the
-version that answered.
+version that answered, bounds each request before the runner allocates anything for it, and
+keeps the server's stack and paths out of what the client is told.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
@@ -20,10 +24,16 @@ from tensorflow_serving.apis import (
 )
 
 from tfx_serving_ext.checks.model_runner import LocalModel
+from tfx_serving_ext.protocol import tensors
+from tfx_serving_ext.protocol.errors import ServingError, client_message, from_exception
 from tfx_serving_ext.protocol.saved_model import SERVE_TAG
 from tfx_serving_ext.protocol.signatures import DEFAULT_SIGNATURE
 
 __all__ = ["DEFAULT_SIGNATURE", "Servable"]
+
+logger = logging.getLogger(__name__)
+
+_Response = TypeVar("_Response")
 
 
 class Servable:
@@ -33,11 +43,19 @@ class Servable:
     reference to the Servable it started on, so unloading a version never cuts it short.
     """
 
-    def __init__(self, name: str, version: int, path: Path, model: LocalModel):
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        path: Path,
+        model: LocalModel,
+        limits: tensors.RequestLimits = tensors.DEFAULT_LIMITS,
+    ):
         self.name = name
         self.version = version
         self.path = path
         self.model = model
+        self.limits = limits
 
     @property
     def signature_defs(self) -> dict[str, meta_graph_pb2.SignatureDef]:
@@ -52,6 +70,7 @@ class Servable:
         path: str | os.PathLike,
         *,
         method_name_check: bool = True,
+        limits: tensors.RequestLimits = tensors.DEFAULT_LIMITS,
     ) -> Servable:
         """Returns the SavedModel at `path` loaded with the 'serve' tag.
 
@@ -60,32 +79,53 @@ class Servable:
             version: the version this directory is.
             path: the version directory.
             method_name_check: TF Serving's --enable_signature_method_name_check.
+            limits: the bounds every Predict request's inputs are checked against.
 
         Raises:
             ServingError: the directory is missing, incomplete or not a loadable SavedModel.
         """
         path = Path(path)
         model = LocalModel(path, (SERVE_TAG,), method_name_check=method_name_check)
-        return cls(name, version, path, model)
+        return cls(name, version, path, model, limits)
+
+    def _answer(self, run: Callable[..., _Response], request) -> _Response:
+        """Returns run(request, version), its errors told to the client without server detail."""
+        try:
+            return run(request, self.version)
+        except Exception as exc:
+            status = from_exception(exc)
+            if not isinstance(exc, ServingError):
+                logger.error("%s v%d failed a request: %s", self.name, self.version, exc)
+            safe = client_message(status.message, str(self.path), str(self.path.resolve()))
+            if safe == status.message:
+                raise status from exc
+            raise ServingError(status.code, safe) from exc
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-        """Returns the PredictResponse for `request`, run on this version."""
-        return self.model.predict(request, self.version)
+        """Returns the PredictResponse for `request`, run on this version.
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for inputs of a rank the signature cannot take or
+                over `self.limits` (checked before they are decoded); as LocalModel.predict.
+        """
+        signature = self.signature_defs.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
+        tensors.check_request_tensors(request.inputs, signature, self.limits)
+        return self._answer(self.model.predict, request)
 
     def classify(
         self, request: classification_pb2.ClassificationRequest
     ) -> classification_pb2.ClassificationResponse:
         """Returns the ClassificationResponse for the tf.Examples in `request`."""
-        return self.model.classify(request, self.version)
+        return self._answer(self.model.classify, request)
 
     def regress(
         self, request: regression_pb2.RegressionRequest
     ) -> regression_pb2.RegressionResponse:
         """Returns the RegressionResponse for the tf.Examples in `request`."""
-        return self.model.regress(request, self.version)
+        return self._answer(self.model.regress, request)
 
     def multi_inference(
         self, request: inference_pb2.MultiInferenceRequest
     ) -> inference_pb2.MultiInferenceResponse:
         """Returns one Classify/Regress result per task, all run on the same examples."""
-        return self.model.multi_inference(request, self.version)
+        return self._answer(self.model.multi_inference, request)
