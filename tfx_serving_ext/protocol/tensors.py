@@ -189,8 +189,7 @@ def check_request_tensors(
         if elements > limits.max_elements or total > limits.max_bytes:
             values = _value_count(proto)
             hint = (
-                f" (its {values} value(s) would fill {count} elements: send the values "
-                "themselves)"
+                f" (its {values} value(s) would fill {count} elements: send the values themselves)"
                 if values < count
                 else ""
             )
