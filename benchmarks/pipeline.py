@@ -7,8 +7,12 @@ In one run, on the penguin model and the same disk:
            WarmupRequestWriter -> ServingCanary -> ServingPusher (which waits until the server
            reports the new version AVAILABLE).
   - stock: the same trained model (that run's Trainer output, brought in with an Importer) through
-           stock TFX: InfraValidator (only where a Docker daemon answers; it needs one) ->
+           stock TFX: InfraValidator (TF Serving in Docker; it needs a daemon) ->
            tfx.components.Pusher to a volume that a second embedded server polls.
+With `--private-engine` (root, Debian's docker.io) the benchmark starts the tests' Docker engine
+(tests/containers: dockerd in a network namespace of its own, the TF Serving stand-in image or
+TF_SERVING_IMAGE) and runs inside that namespace, so InfraValidator has a daemon; without it,
+InfraValidator runs only where DOCKER_HOST or the default socket answers.
 For each chain: every component's execution time (from MLMD), the orchestration time between
 them, and from the trainer's output (its execution's end) to the moment a watcher polling the
 server's model status (every 20 ms) first sees the new version AVAILABLE; the run with the
@@ -17,7 +21,7 @@ push -> AVAILABLE alone (our ServingPusher, which copies, fsyncs, renames and wa
 AVAILABLE, vs the stock Pusher's copy plus the time until the server picks it up).
 Both servers poll their volume every `--poll` seconds (TF Serving's default is 1 s).
 
-    .venv/bin/python benchmarks/pipeline.py [--repeats 3] [--poll 1.0] [--canary-requests 200]
+    .venv/bin/python benchmarks/pipeline.py [--repeats 3] [--canary-requests 200] [--private-engine]
 
 Prints a table and writes benchmarks/results/pipeline.json.
 """
@@ -29,6 +33,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -160,7 +165,9 @@ def run_ours(work: Path, server_address: str, seed: int, canary_requests: int, e
     )
 
 
-def run_stock(work: Path, model_uri: Path, examples_uri: Path | None, serving: Path) -> None:
+def run_stock(
+    work: Path, model_uri: Path, examples_uri: Path | None, serving: Path, image: str = "latest"
+) -> None:
     """Runs Importer(model) [-> InfraValidator] -> stock Pusher under LocalDagRunner."""
     from tfx.components import Pusher
     from tfx.dsl.components.common.importer import Importer
@@ -178,6 +185,8 @@ def run_stock(work: Path, model_uri: Path, examples_uri: Path | None, serving: P
         from tfx.components import InfraValidator
         from tfx.proto import infra_validator_pb2 as iv
 
+        repository, _, tag = image.rpartition(":")
+
         examples = Importer(
             source_uri=str(examples_uri),
             artifact_type=standard_artifacts.Examples,
@@ -188,8 +197,11 @@ def run_stock(work: Path, model_uri: Path, examples_uri: Path | None, serving: P
             model=model.outputs["result"],
             examples=examples.outputs["result"],
             serving_spec=iv.ServingSpec(
-                tensorflow_serving=iv.TensorFlowServing(tags=["latest"]),
-                local_docker=iv.LocalDockerConfig(),
+                tensorflow_serving=iv.TensorFlowServing(image_name=repository or None, tags=[tag]),
+                # LocalDockerRunner's client ignores DOCKER_HOST: pass it on explicitly.
+                local_docker=iv.LocalDockerConfig(
+                    client_base_url=os.environ.get("DOCKER_HOST", "")
+                ),
             ),
             request_spec=iv.RequestSpec(
                 tensorflow_serving=iv.TensorFlowServingRequestSpec(), num_examples=10
@@ -253,13 +265,45 @@ def median_chain(runs: list[dict]) -> dict:
     return summary
 
 
+def run_in_private_engine(argv: list[str]) -> int:
+    """Returns the exit code of this benchmark re-run inside the tests' private Docker engine."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from tests.containers.engine import DockerEngine
+    from tests.containers.standin_image import ensure_serving_image
+
+    engine = DockerEngine.start()
+    try:
+        image = ensure_serving_image(engine)
+        inner = [a for a in argv if a != "--private-engine"]
+        inner.append(f"--tf-serving-image={image.reference}")
+        done = engine.run_in_netns(
+            [sys.executable, str(Path(__file__).resolve()), *inner],
+            timeout=3600,
+            check=False,
+            capture_output=False,
+            cwd=root,
+        )
+        return done.returncode
+    finally:
+        engine.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--poll", type=float, default=1.0, help="server file system poll (s)")
     parser.add_argument("--repeats", type=int, default=3, help="measured runs of each chain")
     parser.add_argument("--canary-requests", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=5, help="trainer epochs (not measured)")
+    parser.add_argument(
+        "--private-engine",
+        action="store_true",
+        help="run inside the tests' private Docker engine's namespace (InfraValidator runs)",
+    )
+    parser.add_argument("--tf-serving-image", default="latest", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.private_engine:
+        sys.exit(run_in_private_engine(sys.argv[1:]))
     started = time.monotonic()
     docker_version = docker_daemon()
 
@@ -295,7 +339,7 @@ def main() -> None:
                     examples_uri = max(examples_dir.iterdir(), key=lambda p: int(p.name))
                 # The stock Pusher names versions by the second: never two in one second.
                 time.sleep(1.0 - time.time() % 1.0 + 0.01)
-                run_stock(stock, model_uri, examples_uri, stock_serving)
+                run_stock(stock, model_uri, examples_uri, stock_serving, args.tf_serving_image)
                 stock_version, available = stock_watch.wait_for(stock_version, timeout=300)
                 executions = executions_of_last_run(stock / "metadata.sqlite")
                 # The imported model stands for the trainer's output: measure from its import.
@@ -315,7 +359,11 @@ def main() -> None:
         "poll_seconds": args.poll,
         "canary_requests": args.canary_requests,
         "docker_daemon": docker_version,
-        "infra_validator": "ran" if docker_version else "skipped: no Docker daemon answers here",
+        "infra_validator": (
+            f"ran ({args.tf_serving_image})"
+            if docker_version
+            else "skipped: no Docker daemon answers here"
+        ),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "ours": {"last_version": our_version, **our_chain},
         "stock": {"last_version": stock_version, **stock_chain},
