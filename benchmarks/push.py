@@ -10,7 +10,14 @@ in one run and on the same disk:
   - rename→AVAILABLE: from the rename to the server reporting the version AVAILABLE (bounded by
               the poll interval plus the load time).
 
-    .venv/bin/python benchmarks/push.py [--repeats 3] [--big-mb 200] [--poll 1.0]
+Then publishing at disk speed (issue 17): publish_version (in a child process, which reports its
+own time and peak RSS) beside `cp -a` + `sync` of the same tree, alternating, each started with
+nothing dirty in the page cache, for a SavedModel-shaped tree of 200 MB, one of 2 GB (one large
+variable shard each) and an asset-heavy model of 5,000 small files. Target: publish <= 1.3x.
+Other options: --poll 1.0 (the server's poll interval), --small-files 5000; --disk-only runs
+only this comparison and keeps the pusher rows of the previous run in the JSON (and says so).
+
+    .venv/bin/python benchmarks/push.py [--repeats 3] [--big-mb 200] [--huge-mb 2048] [--disk-only]
 
 Prints a table and writes benchmarks/results/push.json.
 """
@@ -22,6 +29,8 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -159,12 +168,143 @@ def time_ours(work: Path, model, saved_model_dir: Path, repeats: int, poll: floa
     }
 
 
+# publish_version in a fresh process: its time and its own peak RSS, as JSON on stdout.
+PUBLISH_CHILD = """
+import json, resource, sys, time
+from tfx_serving_ext.publish.volume import publish_version
+started = time.perf_counter()
+published = publish_version(sys.argv[1], sys.argv[2])
+seconds = time.perf_counter() - started
+peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_kb / 1024,
+                  "files": published.files_copied, "bytes": published.bytes_copied}))
+"""
+
+
+def write_random_file(path: Path, size: int) -> None:
+    """Writes `size` incompressible bytes in 4 MiB chunks (memory stays flat)."""
+    chunk = os.urandom(4 * 1024 * 1024)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            # Vary each chunk cheaply so no filesystem could deduplicate them.
+            piece = chunk[: min(left, len(chunk))]
+            f.write(left.to_bytes(8, "little") + piece[8:])
+            left -= len(piece)
+
+
+def build_large_tree(root: Path, megabytes: int) -> Path:
+    """Returns a SavedModel-shaped tree: small graph and index, one variable shard of the size."""
+    (root / "variables").mkdir(parents=True)
+    write_random_file(root / "saved_model.pb", 64 * 1024)
+    write_random_file(root / "fingerprint.pb", 64)
+    write_random_file(root / "variables" / "variables.index", 4096)
+    write_random_file(root / "variables" / "variables.data-00000-of-00001", megabytes * 1024**2)
+    return root
+
+
+def build_small_files_tree(root: Path, files: int) -> Path:
+    """Returns an asset-heavy model: a graph, a variable shard and `files` small assets.
+
+    Asset sizes run 1-16 KiB (vocabularies, lookup tables), 100 to a directory.
+    """
+    build_large_tree(root, 4)
+    for i in range(files):
+        directory = root / "assets" / f"table_{i // 100:03d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        write_random_file(directory / f"part_{i:05d}.txt", 1024 * (1 + (i * 7) % 16))
+    return root
+
+
+def time_publish_vs_cp(source: Path, scratch: Path, repeats: int) -> dict:
+    """Returns publish and `cp -a` + `sync` times (alternating, median taken by the caller)."""
+    publish, cp_sync, rss = [], [], []
+    for i in range(repeats):
+        for way in ("cp", "publish") if i % 2 == 0 else ("publish", "cp"):
+            subprocess.run(["sync"], check=True)  # start with nothing dirty
+            if way == "cp":
+                started = time.perf_counter()
+                subprocess.run(["cp", "-a", str(source), str(scratch / "cp_copy")], check=True)
+                subprocess.run(["sync"], check=True)
+                cp_sync.append(time.perf_counter() - started)
+                shutil.rmtree(scratch / "cp_copy")
+            else:
+                out = subprocess.run(
+                    [sys.executable, "-c", PUBLISH_CHILD, str(source), str(scratch / "volume")],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                publish.append(result["seconds"])
+                rss.append(result["peak_rss_mb"])
+                shutil.rmtree(scratch / "volume")
+    return {"publish": publish, "cp_sync": cp_sync, "publish_peak_rss_mb": rss}
+
+
+def disk_speed_rows(tmp: Path, repeats: int, sizes_mb: list[int], small_files: int) -> list[dict]:
+    trees = {f"{mb} MB": (lambda root, mb=mb: build_large_tree(root, mb)) for mb in sizes_mb}
+    trees[f"{small_files} small files"] = lambda root: build_small_files_tree(root, small_files)
+    rows = []
+    for name, build in trees.items():
+        work = tmp / "disk" / name.replace(" ", "_")
+        source = build(work / "model")
+        files = [p for p in source.rglob("*") if p.is_file()]
+        times = time_publish_vs_cp(source, work, repeats)
+        publish, cp_sync = statistics.median(times["publish"]), statistics.median(times["cp_sync"])
+        rows.append(
+            {
+                "model": name,
+                "files": len(files),
+                "size_mb": sum(p.stat().st_size for p in files) / 1e6,
+                "publish_s": publish,
+                "cp_a_sync_s": cp_sync,
+                "ratio": publish / cp_sync,
+                "publish_peak_rss_mb": max(times["publish_peak_rss_mb"]),
+                "raw": times,
+            }
+        )
+        shutil.rmtree(work)
+    return rows
+
+
+def print_disk_rows(rows: list[dict], repeats: int) -> None:
+    print(f"publish_version vs cp -a + sync, median of {repeats} runs, {os.cpu_count()} cores")
+    print(
+        f"{'model':<18} {'files':>6} {'MB':>8} {'publish s':>10} {'cp -a+sync s':>13} "
+        f"{'ratio':>6} {'peak RSS MB':>12}"
+    )
+    for r in rows:
+        print(
+            f"{r['model']:<18} {r['files']:>6} {r['size_mb']:>8.1f} {r['publish_s']:>10.3f} "
+            f"{r['cp_a_sync_s']:>13.3f} {r['ratio']:>6.2f} {r['publish_peak_rss_mb']:>12.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--poll", type=float, default=1.0, help="server file system poll (s)")
+    parser.add_argument("--huge-mb", type=int, default=2048, help="the second large tree (MB)")
+    parser.add_argument("--small-files", type=int, default=5000)
+    parser.add_argument(
+        "--disk-only", action="store_true", help="only publish vs cp -a + sync (keeps old rows)"
+    )
     args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
+        disk_rows = disk_speed_rows(Path(tmp), args.repeats, [args.big_mb, args.huge_mb],
+                                    args.small_files)  # fmt: skip
+    print_disk_rows(disk_rows, args.repeats)
+    disk = {"cores": os.cpu_count(), "repeats": args.repeats, "rows": disk_rows}
+    if args.disk_only:
+        previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        previous["publish_vs_cp"] = disk
+        previous["pusher_rows_from_an_earlier_run"] = True
+        RESULTS.write_text(json.dumps(previous, indent=2))
+        print(f"wrote {RESULTS}")
+        return
 
     from tests.support.penguin import train_penguin_model
 
@@ -209,7 +349,16 @@ def main() -> None:
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
-        json.dumps({"repeats": args.repeats, "poll_seconds": args.poll, "rows": rows}, indent=2)
+        json.dumps(
+            {
+                "repeats": args.repeats,
+                "poll_seconds": args.poll,
+                "cores": os.cpu_count(),
+                "rows": rows,
+                "publish_vs_cp": disk,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {RESULTS}")
 
