@@ -12,53 +12,33 @@ import logging
 import signal
 import threading
 
+from tfx_serving_ext.commands._serve_flags import add_flags, saved_model_tags, warnings_for
 from tfx_serving_ext.commands._terminal import Terminal, default_log_path
 
 logger = logging.getLogger(__name__)
 
 
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "t", "y"):
-        return True
-    if lowered in ("0", "false", "no", "f", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def add_parser(subparsers) -> None:
-    """Registers the `serve` subcommand."""
+    """Registers the `serve` subcommand with every tensorflow_model_server flag."""
     p = subparsers.add_parser(
         "serve",
         help="run the embedded TF-Serving-compatible model server (tensorflow_model_server flags)",
         description="Serve SavedModels over TF Serving's gRPC and REST APIs. Flags are "
-        "tensorflow_model_server's; --host defaults to 127.0.0.1.",
-    )
-    p.add_argument("--port", type=int, default=8500, help="gRPC port (0 = any free port)")
-    p.add_argument(
-        "--rest_api_port", type=int, default=0, help="REST port (0 = REST off, as in TF Serving)"
+        "tensorflow_model_server's (all of them are accepted; GPU/TPU/TFLite/XLA flags and "
+        "the few not implemented here are named in a warning); --host (ours) defaults to "
+        "127.0.0.1.",
+        allow_abbrev=False,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--model_name", default="default", help="name of the model (one-model form)")
-    p.add_argument("--model_base_path", default="", help="directory holding numeric versions")
-    p.add_argument("--model_config_file", default="", help="text-format ModelServerConfig")
-    p.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0)
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
-    p.add_argument("--enable_model_warmup", type=_bool, default=True, nargs="?", const=True)
-    p.add_argument("--num_request_iterations_for_warmup", type=int, default=1)
-    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000)
-    p.add_argument("--max_num_load_retries", type=int, default=5)
-    p.add_argument(
-        "--load_retry_interval_micros",
-        type=int,
-        default=1_000_000,
-        help="wait between load retries (TF Serving's default is 60 s; here 1 s)",
-    )
+    add_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serves until SIGTERM or SIGINT; returns the exit code."""
+    """Serves until SIGTERM or SIGINT; returns the exit code (0 after --version)."""
+    if args.version:
+        print(version_text(), flush=True)
+        return 0
     # The terminal is set up before TensorFlow loads: its C++ start-up lines go to the log.
     log_path = getattr(args, "log_file", None) or default_log_path("serve")
     with Terminal(log_path, verbose=getattr(args, "verbose", False)) as terminal:
@@ -76,6 +56,12 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     if not args.model_config_file and not args.model_base_path:
         terminal.print("serve: give --model_base_path (with --model_name) or --model_config_file")
         return 2
+    for warning in warnings_for(args):
+        logger.warning("%s", warning)
+        terminal.print(f"serve: warning: {warning}")
+    intra, inter = args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism
+    if args.tensorflow_session_parallelism > 0 and intra <= 0 and inter <= 0:
+        intra = inter = args.tensorflow_session_parallelism
     options = ServerOptions(
         model_name="" if args.model_config_file else args.model_name,
         model_base_path="" if args.model_config_file else args.model_base_path,
@@ -90,7 +76,20 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
         num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         max_num_load_retries=args.max_num_load_retries,
-        load_retry_interval_seconds=args.load_retry_interval_micros / 1e6,
+        load_retry_interval_seconds=max(0.0, args.load_retry_interval_micros / 1e6),
+        # As tensorflow_model_server: the ports open once the initial models are AVAILABLE.
+        wait_for_initial_models=True,
+        grpc_max_workers=args.grpc_max_threads,
+        rest_max_workers=args.rest_api_num_threads,
+        grpc_socket_path=args.grpc_socket_path,
+        grpc_channel_arguments=args.grpc_channel_arguments,
+        saved_model_tags=saved_model_tags(args.saved_model_tags),
+        enable_signature_method_name_check=args.enable_signature_method_name_check,
+        allow_version_labels_for_unavailable_models=(
+            args.allow_version_labels_for_unavailable_models
+        ),
+        tensorflow_intra_op_parallelism=intra,
+        tensorflow_inter_op_parallelism=inter,
     )
     stop = threading.Event()
 
@@ -111,6 +110,10 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
         return 1
     try:
         print(f"Running gRPC ModelServer at {server.grpc_address} ...", flush=True)
+        if args.grpc_socket_path:
+            print(
+                f"Running gRPC ModelServer at UNIX socket {args.grpc_socket_path} ...", flush=True
+            )
         if server.rest_port:
             print(f"Exporting HTTP/REST API at:{server.rest_url} ...", flush=True)
         with terminal.step("Serving") as step:
@@ -127,6 +130,22 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
         server.stop()
     print("Server stopped", flush=True)
     return 0
+
+
+def version_text() -> str:
+    """Returns what --version prints: the server's and TensorFlow's versions, as TF Serving."""
+    from importlib import metadata
+
+    from tfx_serving_ext import __version__
+
+    try:
+        tensorflow = metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:
+        tensorflow = "unknown"
+    return (
+        f"TensorFlow ModelServer: tfx-serving-ext {__version__} (embedded server)\n"
+        f"TensorFlow Library: {tensorflow}"
+    )
 
 
 def _version_states(server) -> dict[tuple[str, int], str]:

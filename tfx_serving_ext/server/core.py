@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
     model_pb2,
 )
 
+from tfx_serving_ext.checks.model_runner import LocalModel
 from tfx_serving_ext.protocol import model_config as config_lib
 from tfx_serving_ext.protocol.errors import (
     CODE_NUMBERS,
@@ -23,6 +24,7 @@ from tfx_serving_ext.protocol.errors import (
     invalid_argument,
     not_found,
 )
+from tfx_serving_ext.protocol.saved_model import SERVE_TAG
 from tfx_serving_ext.server.manager import LoadPolicy, ModelManager
 from tfx_serving_ext.server.servable import Servable
 from tfx_serving_ext.server.source import VersionSource
@@ -51,8 +53,12 @@ class ServerCore:
         num_request_iterations_for_warmup: int = 1,
         load_policy: LoadPolicy | None = None,
         enable_signature_method_name_check: bool = False,
+        saved_model_tags: tuple[str, ...] = (SERVE_TAG,),
+        allow_version_labels_for_unavailable_models: bool = False,
     ):
         self._method_name_check = enable_signature_method_name_check
+        self._tags = tuple(saved_model_tags)
+        self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self._enable_warmup = enable_model_warmup
         self._warmup_iterations = num_request_iterations_for_warmup
         self._load_policy = load_policy or LoadPolicy()
@@ -134,7 +140,12 @@ class ServerCore:
         for model in models:
             manager = self._managers.get(model.name)
             available = set(manager.available_versions()) if manager is not None else set()
-            for version in model.version_labels.values():
+            current = manager.labels() if manager is not None else {}
+            for label, version in model.version_labels.items():
+                # As TF Serving: the flag lets a label that is new point anywhere; moving an
+                # existing label still needs a version that serves.
+                if self._allow_unavailable_labels and label not in current:
+                    continue
                 if version not in available:
                     raise ServingError(
                         "FAILED_PRECONDITION",
@@ -151,7 +162,8 @@ class ServerCore:
                 manager.set_aspired_versions(versions)
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
-        servable = Servable.load(name, version, path, method_name_check=self._method_name_check)
+        model = LocalModel(path, self._tags, method_name_check=self._method_name_check)
+        servable = Servable(name, version, path, model)
         if self._enable_warmup:
             run_warmup(servable, self._warmup_iterations)
         return servable

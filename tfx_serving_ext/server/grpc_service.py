@@ -75,29 +75,65 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def start_grpc_server(core: ServerCore, host: str, port: int, max_workers: int = 16):
-    """Returns (server, bound port) with both services started on `host:port` (0 = any port).
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """Returns gRPC server options from --grpc_channel_arguments ("k=v,k=v"; ints as ints).
 
     Raises:
-        OSError: the address cannot be bound.
+        ValueError: an argument is not `key=value`.
     """
+    arguments: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--grpc_channel_arguments: expected key=value, got {item!r}")
+        try:
+            arguments.append((key.strip(), int(value)))
+        except ValueError:
+            arguments.append((key.strip(), value))
+    return arguments
+
+
+def start_grpc_server(
+    core: ServerCore,
+    host: str,
+    port: int,
+    max_workers: int = 16,
+    *,
+    socket_path: str = "",
+    channel_arguments: str = "",
+):
+    """Returns (server, bound port) with both services started on `host:port` (0 = any port).
+
+    With `socket_path`, the server also listens on that Unix socket (TF Serving's
+    --grpc_socket_path); `channel_arguments` are --grpc_channel_arguments.
+
+    Raises:
+        OSError: an address cannot be bound.
+        ValueError: `channel_arguments` do not parse.
+    """
+    options: dict[str, int | str] = {
+        "grpc.max_receive_message_length": _MAX_MESSAGE_BYTES,
+        "grpc.max_send_message_length": _MAX_MESSAGE_BYTES,
+        "grpc.so_reuseport": 0,
+    }
+    options.update(parse_channel_arguments(channel_arguments))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-serving"),
-        options=[
-            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=list(options.items()),
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(core), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(core), server)
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:
-        raise OSError(f"Cannot bind gRPC server to {host}:{port}: {exc}") from exc
-    if bound == 0:
-        raise OSError(f"Cannot bind gRPC server to {host}:{port}")
+    addresses = [f"{host}:{port}"] + ([f"unix:{socket_path}"] if socket_path else [])
+    bound = 0
+    for address in addresses:
+        try:
+            result = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"Cannot bind gRPC server to {address}: {exc}") from exc
+        if result == 0:
+            raise OSError(f"Cannot bind gRPC server to {address}")
+        bound = bound or result
     server.start()
     return server, bound

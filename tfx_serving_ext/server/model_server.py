@@ -27,6 +27,30 @@ class InitialModelsUnavailable(ServingError):
         self.failures = failures
 
 
+def _set_tensorflow_threading(intra_op: int, inter_op: int) -> None:
+    """Applies --tensorflow_intra/inter_op_parallelism (0 = leave TensorFlow's choice).
+
+    TensorFlow fixes its thread pools when it first runs an op; in a process where that has
+    happened already (an in-process server after other TensorFlow work) the settings cannot
+    change any more, which is logged rather than refused.
+    """
+    if intra_op <= 0 and inter_op <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        if intra_op > 0:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op > 0:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as exc:
+        logger.warning("TensorFlow has already started; thread settings unchanged: %s", exc)
+        return
+    logger.info(
+        "TensorFlow threads: intra-op %d, inter-op %d (0 = TensorFlow's choice)", intra_op, inter_op
+    )
+
+
 class ModelServer:
     """Runs the embedded model server in this process.
 
@@ -94,6 +118,9 @@ class ModelServer:
             config_lib.validated_model_configs(config)
         except ServingError as exc:
             raise config_lib.ModelConfigError(exc.message) from exc
+        _set_tensorflow_threading(
+            options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+        )
         core = ServerCore(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
             enable_model_warmup=options.enable_model_warmup,
@@ -102,6 +129,10 @@ class ModelServer:
                 options.max_num_load_retries, options.load_retry_interval_seconds
             ),
             enable_signature_method_name_check=options.enable_signature_method_name_check,
+            saved_model_tags=tuple(options.saved_model_tags),
+            allow_version_labels_for_unavailable_models=(
+                options.allow_version_labels_for_unavailable_models
+            ),
         )
         self._core = core
         try:
@@ -109,9 +140,18 @@ class ModelServer:
             if options.wait_for_initial_models:
                 self._wait_for_initial_models(core)
             self._grpc_server, self.grpc_port = start_grpc_server(
-                core, options.host, options.port, options.grpc_max_workers
+                core,
+                options.host,
+                options.port,
+                options.grpc_max_workers,
+                socket_path=options.grpc_socket_path,
+                channel_arguments=options.grpc_channel_arguments,
             )
             logger.info("Running gRPC ModelServer at %s ...", self.grpc_address)
+            if options.grpc_socket_path:
+                logger.info(
+                    "Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path
+                )
             if options.enable_rest or options.rest_api_port:
                 self._rest_server = RestServer(
                     core,

@@ -56,5 +56,20 @@ class ServerOptions:
     # Predict runs any signature, whatever its method_name (TF2 exports mark every signature
     # `tensorflow/serving/predict`). True checks method names strictly.
     enable_signature_method_name_check: bool = False
+    # tensorflow_model_server's --grpc_max_threads and --rest_api_num_threads.
     grpc_max_workers: int = 16
     rest_max_workers: int = 16
+    # Also listen for gRPC on this Unix socket (--grpc_socket_path); "" = TCP only.
+    grpc_socket_path: str = ""
+    # --grpc_channel_arguments: "key=value,key=value" (an integer value is passed as one),
+    # applied after the server's own defaults, so they win.
+    grpc_channel_arguments: str = ""
+    # --saved_model_tags: the tag set of the meta graph to load.
+    saved_model_tags: tuple[str, ...] = ("serve",)
+    # --allow_version_labels_for_unavailable_models: a reloaded config may give a NEW label to a
+    # version that is not AVAILABLE yet (moving an existing label still needs an AVAILABLE one).
+    allow_version_labels_for_unavailable_models: bool = False
+    # --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (0 = TensorFlow's
+    # choice); applied by start() before any model loads, if TensorFlow has not run yet.
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
