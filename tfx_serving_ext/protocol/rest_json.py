@@ -172,6 +172,21 @@ def _string_array(value) -> np.ndarray:
     return array.reshape(shape)
 
 
+_CONVERT_CHUNK = 65536
+
+
+def _asarray_sharing_gil(value) -> np.ndarray:
+    # numpy converts a list without releasing the GIL: a long one goes in chunks, so the REST
+    # event loop and gRPC keep answering meanwhile.
+    if not isinstance(value, list) or len(value) <= _CONVERT_CHUNK:
+        return np.asarray(value)
+    chunks = []
+    for start in range(0, len(value), _CONVERT_CHUNK):
+        chunks.append(np.asarray(value[start : start + _CONVERT_CHUNK]))
+        time.sleep(0)
+    return np.concatenate(chunks)
+
+
 def json_to_ndarray(value, dtype: int | None, name: str = "") -> np.ndarray:
     """Returns a JSON value (nested lists) as an array of `dtype` (bytes objects for DT_STRING).
 
@@ -186,7 +201,7 @@ def json_to_ndarray(value, dtype: int | None, name: str = "") -> np.ndarray:
     target = None if dtype is None else tensors.numpy_dtype(dtype)
     json_shape(value)
     try:
-        array = np.asarray(value)
+        array = _asarray_sharing_gil(value)
     except (ValueError, TypeError):
         raise invalid_argument(
             f"Input '{name}' is not a tensor: lists must be rectangular and hold numbers"
@@ -221,7 +236,13 @@ def ndarray_to_json(array: np.ndarray, always_b64: bool = False):
     """
     array = np.asarray(array)
     if tensors.tensor_dtype(array) != types_pb2.DT_STRING:
-        return array.tolist()
+        if array.ndim == 0 or len(array) <= _CONVERT_CHUNK:
+            return array.tolist()
+        rows: list = []
+        for start in range(0, len(array), _CONVERT_CHUNK):
+            rows.extend(array[start : start + _CONVERT_CHUNK].tolist())
+            time.sleep(0)  # lets other threads run between chunks
+        return rows
 
     def convert(v):
         if isinstance(v, list):

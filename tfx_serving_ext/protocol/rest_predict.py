@@ -117,6 +117,15 @@ def predict_response_to_json(response: predict_pb2.PredictResponse, row_format: 
             sizes differ.
     """
     arrays = {k: tensors.tensor_proto_to_ndarray(v) for k, v in response.outputs.items()}
+    return predict_arrays_to_json(arrays, row_format)
+
+
+def predict_arrays_to_json(arrays: Mapping[str, np.ndarray], row_format: bool) -> dict:
+    """Returns the REST body for output arrays by alias: predictions (row) or outputs (columnar).
+
+    Raises:
+        ServingError: as `predict_response_to_json`.
+    """
     if not row_format:
         if len(arrays) == 1:
             ((alias, array),) = arrays.items()

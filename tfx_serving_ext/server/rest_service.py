@@ -284,8 +284,8 @@ class RestServer:
         )
         predict_request.model_spec.CopyFrom(spec)
         predict_request.model_spec.signature_name = signature_name
-        response = servable.predict(predict_request)
-        return rest_predict.predict_response_to_json(response, row_format)
+        arrays = servable.predict_arrays(predict_request)
+        return rest_predict.predict_arrays_to_json(arrays, row_format)
 
     def _examples(self, verb: str, name, version, label, body: dict) -> dict:
         # The body decodes to the Input a gRPC Classify/Regress request carries, and runs

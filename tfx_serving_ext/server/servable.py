@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -111,6 +112,21 @@ class Servable:
         signature = self.signature_defs.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
         tensors.check_request_tensors(request.inputs, signature, self.limits)
         return self._answer(self.model.predict, request)
+
+    def predict_arrays(self, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
+        """Returns the output arrays by alias for `request` (the REST path: no proto between).
+
+        Raises:
+            ServingError: as `predict`.
+        """
+        signature = self.signature_defs.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
+        tensors.check_request_tensors(request.inputs, signature, self.limits)
+
+        def run(request, _version):
+            _, outputs = self.model.predict_outputs(request)
+            return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+        return self._answer(run, request)
 
     def classify(
         self, request: classification_pb2.ClassificationRequest
