@@ -93,9 +93,16 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
     )
     stop = threading.Event()
 
+    class StoppedWhileStarting(Exception):
+        """A signal came while start() still waited for the initial models."""
+
+    starting = True
+
     def request_stop(signum, _frame):
         logger.info("Received signal %d: shutting down", signum)
         stop.set()
+        if starting:  # start() may wait for the models forever; TF Serving dies here too
+            raise StoppedWhileStarting(f"signal {signum} before the models were AVAILABLE")
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -105,9 +112,14 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
             server.start()
             rest = f", REST {server.rest_url}" if server.rest_port else ""
             step.done(f"gRPC {server.grpc_address}{rest}")
+    except StoppedWhileStarting:
+        terminal.print("serve: stopped before the initial models were AVAILABLE")
+        return 1
     except (ModelConfigError, ServingError, ValueError, OSError) as exc:
         terminal.print(f"serve: failed to start server: {exc}")
         return 1
+    finally:
+        starting = False
     try:
         print(f"Running gRPC ModelServer at {server.grpc_address} ...", flush=True)
         if args.grpc_socket_path:
