@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tfx_serving_ext.config_fields import dataclass_from_mapping
-from tfx_serving_ext.publish.volume_state import validate_model_name
+from tfx_serving_ext.protocol.model_tree import validate_model_name
 
 # Label targets besides a literal version number.
 NEW_VERSION = "new"

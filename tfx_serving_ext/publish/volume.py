@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfx_serving_ext.protocol.model_tree import validate_model_name
 from tfx_serving_ext.protocol.versions import list_versions, parse_version
 from tfx_serving_ext.publish.retention import (
     RollbackResult,
@@ -66,7 +67,6 @@ from tfx_serving_ext.publish.volume_state import (
     read_verified_version,
     record_verified_version,
     remove_tree_safely,
-    validate_model_name,
     volume_lock,
 )
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from tfx_serving_ext.protocol.versions import list_versions
-from tfx_serving_ext.publish.tree_copy import UnsafeModelPath, fsync_dir
+from tfx_serving_ext.publish.tree_copy import fsync_dir
 
 STATE_DIR = ".tfx_serving_ext"
 LOCK_FILE = "lock"
@@ -27,7 +26,6 @@ TRASH_DIR = "trash"
 ARCHIVE_DIR = "archive"
 # The newest version a server reported AVAILABLE after a push: retention never removes it.
 VERIFIED_FILE = "verified_available"
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
 
 class VolumeError(RuntimeError):
@@ -36,20 +34,6 @@ class VolumeError(RuntimeError):
 
 class NoSuchVersion(VolumeError):
     """The requested version is not on the serving volume."""
-
-
-def validate_model_name(model_name: str) -> str:
-    """Returns `model_name` if it is safe as a single path component and a TF Serving name.
-
-    Raises:
-        UnsafeModelPath: the name is empty, holds a separator or `..`, or starts with a dot.
-    """
-    if not _MODEL_NAME_RE.match(model_name or "") or ".." in model_name:
-        raise UnsafeModelPath(
-            f"model name {model_name!r} is not allowed: use letters, digits, '.', '_' and '-' "
-            "only, starting with a letter or digit, with no '..' or path separators"
-        )
-    return model_name
 
 
 def read_high_water_mark(base_path: str | os.PathLike) -> int:
