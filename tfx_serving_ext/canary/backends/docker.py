@@ -43,7 +43,10 @@ GRPC_PORT = 8500
 CONTAINER_MODEL_ROOT = "/models"
 CONTAINER_CONFIG_PATH = "/models/models.config"
 LABEL = "tfx_serving_ext.canary"
-_POLL_SECONDS = 0.5
+# By stop() the canary has its answers and the server's log: no request is left to drain, so a
+# server that takes longer than this to exit on SIGTERM is killed (docker stop's default is 10).
+STOP_GRACE_SECONDS = 2
+_POLL_SECONDS = 0.2  # a Docker API call and a gRPC probe a poll: cheap next to a start-up
 
 
 def serving_image(serving_spec) -> str:
@@ -282,7 +285,7 @@ class DockerBackend(ModelServerBackend):
             container, self._container = self._container, None
             try:
                 logger.info("Stopping container %s", container.short_id)
-                container.stop(timeout=10)
+                container.stop(timeout=STOP_GRACE_SECONDS)
             except Exception:  # noqa: BLE001 - stop must not raise (it runs in finally)
                 logger.info("Could not stop container %s", container.short_id, exc_info=True)
             try:
