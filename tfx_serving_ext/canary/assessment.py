@@ -39,7 +39,7 @@ def judge_measurement(
         notes: what a reader should know; appended to.
     """
     if run.load_error:
-        return refuse(f"the candidate did not load: {run.load_error}", notes=notes)
+        return refuse(f"the candidate did not load: {condense_error(run.load_error)}", notes=notes)
     if run.baseline_unavailable:
         # As for a baseline that answers nothing: no threshold passes on a comparison not made.
         if config.thresholds.compares_with_baseline:
@@ -93,7 +93,7 @@ def judge_measurement(
         "agreements": [a.to_json() for a in agreements],
     }
     report["requests"] = [r.to_json() for r in load.records]
-    return judge(
+    verdict = judge(
         config.thresholds,
         candidate_latency=report["latency_ms"]["candidate"],
         baseline_latency=report["latency_ms"].get("baseline"),
@@ -102,6 +102,41 @@ def judge_measurement(
         agreements=agreements,
         notes=notes,
     )
+    if not verdict.blessed:
+        # The cause, not only the rate: a reader of the log or the CLI sees why requests failed.
+        for side in sides:
+            for count, message in top_errors(report["errors"][side]):
+                verdict.reasons.append(f"{side} error ({count}x): {message}")
+    return verdict
+
+
+# Lines of a TensorFlow error that say where, not what (the stack, the node, the kernel list).
+_NOISE_PREFIXES = (
+    "Detected at node",
+    "<stack traces unavailable>",
+    "[[",
+    "Registered devices",
+    "Registered kernels",
+    "<no registered kernels>",
+)
+_MAX_MESSAGE_CHARS = 400
+
+
+def condense_error(message: str) -> str:
+    """Returns a TensorFlow / TF Serving error message on one line, without its stack noise."""
+    lines = [line.strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE_PREFIXES)]
+    text = " ".join(kept) or message.strip()
+    if len(text) > _MAX_MESSAGE_CHARS:
+        text = text[: _MAX_MESSAGE_CHARS - 3] + "..."
+    return text
+
+
+def top_errors(summary: dict[str, Any], limit: int = 3) -> list[tuple[int, str]]:
+    """Returns the `limit` most frequent error messages of an `error_summary`, condensed."""
+    by_message = summary.get("by_message") or {}
+    ranked = sorted(by_message.items(), key=lambda item: -item[1])[:limit]
+    return [(count, condense_error(message)) for message, count in ranked]
 
 
 def error_summary(load: LoadResult, side: str) -> dict[str, Any]:
@@ -122,7 +157,12 @@ def error_summary(load: LoadResult, side: str) -> dict[str, Any]:
 def record_measurement(report: dict[str, Any], run: Measurement, verdict: Verdict) -> None:
     """Adds the verdict, where the run happened and how candidate and baseline loaded."""
     report["verdict"] = verdict.to_json()
-    report["backend"] = {"description": run.backend, "endpoint": run.endpoint}
+    report["backend"] = {
+        "name": run.backend_name,
+        "description": run.backend,
+        "endpoint": run.endpoint,
+        "timings": run.timings,
+    }
     report["attempts"] = run.attempts
     report["candidate"].update(
         target=run.candidate_target,

@@ -31,6 +31,9 @@ class CanaryConfig:
     endpoint_address: str = ""  # endpoint backend: gRPC host:port of the running server
     endpoint_base_path: str = ""  # endpoint backend: the volume that server polls
     enable_warmup: bool = True  # the server replays assets.extra warmup records on load
+    # Refuse to bless unless the model ran in TF Serving itself (docker, kubernetes, endpoint),
+    # never on the embedded server: see canary.server_identity.
+    require_tf_serving: bool = False
     # Requests sent to each side before measuring (first calls trace graphs, fill caches).
     unmeasured_requests: int = 10
     thresholds: CanaryThresholds = field(default_factory=CanaryThresholds)

@@ -58,6 +58,7 @@ class Measurement:
     """What the attempts on a backend measured: where, how the models loaded, the traffic."""
 
     backend: str = ""
+    backend_name: str = ""  # the concrete backend: embedded, docker, kubernetes, endpoint
     endpoint: str | None = None
     candidate_target: str | None = None
     baseline_target: str | None = None
@@ -68,6 +69,8 @@ class Measurement:
     load: LoadResult | None = None
     log: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    # Start-up durations the backend measured (docker: container start vs server answering).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _attempt(
@@ -117,6 +120,7 @@ def _attempt(
             )
     finally:
         run.backend = repr(backend)
+        run.timings = backend.timings()
         run.log = backend.get_logs()
         if client is not None:
             client.close()
@@ -152,7 +156,7 @@ def serve_and_measure(
     name = backends.choose_backend(config.backend, serving_spec)
     max_loading = validation.max_loading_time_seconds or DEFAULT_MAX_LOADING_TIME_SECONDS
     tries = validation.num_tries or DEFAULT_NUM_TRIES
-    run = Measurement(backend=name)
+    run = Measurement(backend=name, backend_name=name)
     for attempt in range(1, tries + 1):
         backend = backends.create_backend(
             name,

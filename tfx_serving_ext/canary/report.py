@@ -146,7 +146,25 @@ td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left} th{background:#f5
 .pass{color:#2e7d32;font-weight:bold} .fail{color:#c62828;font-weight:bold}
 img{max-width:100%} pre{background:#f7f7f7;padding:1em;overflow:auto;max-height:25em}
 .muted{color:#666}
+.not-tf-serving{background:#fff8e1;border-left:4px solid #ffa000;padding:.3em .6em}
 """
+
+
+def _served_by(report: Mapping[str, Any]) -> str:
+    """Returns the page's line saying which server gave the verdict (and its start-up times)."""
+    server = report.get("server")
+    if not server:
+        return "<p class='server'>Served by: no server (nothing was served)</p>"
+    line = f"Served by: <b>{html.escape(str(server.get('description', server.get('kind'))))}</b>"
+    if not server.get("tf_serving"):
+        line += " — not TF Serving: a kernel or op TF Serving lacks is not caught here"
+    timings = (report.get("backend") or {}).get("timings") or {}
+    if timings:
+        line += " · start-up " + ", ".join(
+            f"{html.escape(name)} {value:.2f} s" for name, value in timings.items()
+        )
+    css = "server" if server.get("tf_serving") else "server not-tf-serving"
+    return f"<p class='{css}'>{line}</p>"
 
 
 def render_html(report: Mapping[str, Any]) -> str:
@@ -161,6 +179,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<p class='muted'>{html.escape(report.get('created', ''))} · mode "
         f"<b>{html.escape(report.get('mode', ''))}</b> · backend "
         f"{html.escape(str((report.get('backend') or {}).get('description', '')))}</p>",
+        _served_by(report),
         f"<div class='verdict {'blessed' if blessed else 'refused'}'>"
         f"{'✔ INFRA_BLESSED' if blessed else '✘ INFRA_NOT_BLESSED'}</div>",
     ]

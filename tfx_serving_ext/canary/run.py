@@ -40,6 +40,7 @@ from tfx_serving_ext.canary.measure import (
     terminate_gracefully,
 )
 from tfx_serving_ext.canary.report import write_report
+from tfx_serving_ext.canary.server_identity import describe_server, tf_serving_required_reason
 
 __all__ = [
     "CanaryConfig",
@@ -189,6 +190,10 @@ def run_canary(
                     f"signature '{plan.name}' not compared with the baseline: {plan.reason}"
                 )
         verdict = judge_measurement(run, config, plans, report, notes)
+    report["server"] = _server_identity(run, serving_spec, config)
+    if config.require_tf_serving and report["server"] and not report["server"]["tf_serving"]:
+        verdict.blessed = False
+        verdict.reasons.insert(0, tf_serving_required_reason(report["server"]))
     compared = baseline is not None or run.baseline_target is not None
     report["mode"] = "load_only" if not requests else ("compare" if compared else "query")
     record_measurement(report, run, verdict)
@@ -200,8 +205,21 @@ def run_canary(
         report["server_log_tail"] = run.log[-_LOG_TAIL_CHARS:]
     json_path, html_path = write_report(output, report)
     logger.info(
-        "Canary verdict: %s%s",
+        "Canary verdict: %s on %s%s",
         "BLESSED" if verdict.blessed else "NOT BLESSED",
+        (report["server"] or {}).get("description", "no server"),
         "" if verdict.blessed else " (" + "; ".join(verdict.reasons) + ")",
     )
     return CanaryResult(verdict.blessed, report, json_path, html_path)
+
+
+def _server_identity(run: Measurement, serving_spec, config: CanaryConfig) -> dict | None:
+    """Returns who served the canary (None when nothing was served)."""
+    if not run.backend_name:
+        return None
+    try:
+        return describe_server(
+            run.backend_name, serving_spec, endpoint_address=config.endpoint_address
+        )
+    except backends.BackendError as exc:
+        return {"kind": run.backend_name, "tf_serving": False, "description": str(exc)}

@@ -60,6 +60,11 @@ def add_parser(subparsers) -> None:
         metavar="JSON",
         help='thresholds as JSON, e.g. \'{"max_p99_ratio": 1.3, "max_error_rate": 0.01}\'',
     )
+    p.add_argument(
+        "--require-tf-serving",
+        action="store_true",
+        help="refuse to bless unless it ran in TF Serving itself (docker or endpoint backend)",
+    )
     p.add_argument("--json", action="store_true", help="print report.json's verdict as JSON")
     p.set_defaults(func=run)
 
@@ -93,6 +98,7 @@ def _run(args: argparse.Namespace, terminal: Terminal) -> int:
             backend=args.backend,
             endpoint_address=args.endpoint or "",
             endpoint_base_path=args.volume or "",
+            require_tf_serving=args.require_tf_serving,
             thresholds=thresholds,
         )
         examples = None
@@ -140,14 +146,22 @@ def _run(args: argparse.Namespace, terminal: Terminal) -> int:
         print(json.dumps(verdict, indent=1))
     else:
         print("BLESSED" if result.blessed else "NOT BLESSED")
+        server = result.report.get("server") or {}
+        print(f"  served by: {server.get('description', 'no server (nothing was served)')}")
         for reason in verdict["reasons"]:
             print(f"  reason: {reason}")
         for note in verdict["notes"]:
             print(f"  note: {note}")
         for side, summary in (result.report.get("latency_ms") or {}).items():
-            print(
-                f"  {side}: p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms "
-                f"over {summary['count']} requests"
-            )
+            print(f"  {side}: {_latency_line(summary)}")
         print(f"  report: {result.report_html}")
     return 0 if result.blessed else 1
+
+
+def _latency_line(summary: dict) -> str:
+    """Returns "p50 .. ms, p99 .. ms over N requests", or that none succeeded."""
+    if not summary.get("count") or summary.get("p50") is None:
+        return "no successful request (no latency measured)"
+    return (
+        f"p50 {summary['p50']:.2f} ms, p99 {summary['p99']:.2f} ms over {summary['count']} requests"
+    )

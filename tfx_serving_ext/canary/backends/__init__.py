@@ -62,6 +62,12 @@ def choose_backend(requested: str, serving_spec=None) -> str:
             "ServingSpec asks for local_docker but no Docker daemon answers: "
             "using the embedded server"
         )
+    # Loud: a blessing from the embedded server does not say the model runs in TF Serving.
+    logger.warning(
+        "CANARY BACKEND 'auto' FELL BACK TO THE EMBEDDED SERVER: the model runs under this "
+        "process's TensorFlow, not TF Serving, so a kernel or op TF Serving lacks is not caught. "
+        "The report and the blessing record it; set require_tf_serving to refuse such a blessing."
+    )
     return "embedded"
 
 

@@ -37,6 +37,15 @@ HAS_MODEL_PROPERTY = "has_model"
 # With a serving baseline: the version the candidate was compared with and who said it serves.
 BASELINE_VERSION_PROPERTY = "baseline_version"
 BASELINE_SOURCE_PROPERTY = "baseline_source"
+# Who gave the verdict (canary.server_identity): the embedded server and its TensorFlow, a TF
+# Serving image and its digest, or an endpoint's address.
+SERVER_PROPERTY = "server"
+SERVER_KIND_PROPERTY = "server_kind"
+TF_SERVING_PROPERTY = "tf_serving"
+SERVER_TENSORFLOW_VERSION_PROPERTY = "server_tensorflow_version"
+SERVER_IMAGE_PROPERTY = "server_image"
+SERVER_IMAGE_DIGEST_PROPERTY = "server_image_digest"
+SERVER_ADDRESS_PROPERTY = "server_address"
 BLESSED_FILE = "INFRA_BLESSED"
 NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 
@@ -49,6 +58,25 @@ def write_infra_blessing(blessing: types.Artifact, blessed: bool) -> None:
     blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if blessed else 0)
     # The canary validates the given model; it does not put a (warmed) copy in the blessing.
     blessing.set_int_custom_property(HAS_MODEL_PROPERTY, 0)
+
+
+def record_server(blessing: types.Artifact, server: dict[str, Any] | None) -> None:
+    """Sets the blessing's properties that name the server which gave the verdict."""
+    if not server:
+        blessing.set_string_custom_property(SERVER_PROPERTY, "none (nothing was served)")
+        blessing.set_int_custom_property(TF_SERVING_PROPERTY, 0)
+        return
+    blessing.set_string_custom_property(SERVER_PROPERTY, server.get("description") or "")
+    blessing.set_string_custom_property(SERVER_KIND_PROPERTY, server.get("kind") or "")
+    blessing.set_int_custom_property(TF_SERVING_PROPERTY, 1 if server.get("tf_serving") else 0)
+    for key, name in (
+        ("tensorflow_version", SERVER_TENSORFLOW_VERSION_PROPERTY),
+        ("image", SERVER_IMAGE_PROPERTY),
+        ("image_digest", SERVER_IMAGE_DIGEST_PROPERTY),
+        ("address", SERVER_ADDRESS_PROPERTY),
+    ):
+        if server.get(key):
+            blessing.set_string_custom_property(name, server[key])
 
 
 def _proto(exec_properties: dict[str, Any], key: str, message):
@@ -135,6 +163,9 @@ class Executor(base_executor.BaseExecutor):
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         write_infra_blessing(blessing, result.blessed)
+        record_server(blessing, result.report.get("server"))
+        for reason in result.report["verdict"]["reasons"]:
+            logger.warning("Canary refused the model: %s", reason)
         if serving_now is not None:
             blessing.set_int_custom_property(BASELINE_VERSION_PROPERTY, serving_now.version)
             blessing.set_string_custom_property(BASELINE_SOURCE_PROPERTY, serving_now.source)
