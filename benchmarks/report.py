@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 OUTPUT = ROOT / "BENCHMARKS.md"
-ORDER = ("server", "warmup", "push", "canary", "pipeline")
+ORDER = ("server", "warmup", "push", "canary", "canary_docker", "pipeline")
 NOT_BENCHMARKS = {"report"}
 
 
@@ -86,6 +86,40 @@ def render_push(data: dict) -> list[str]:
             for r in data["rows"]
         ],
     )  # fmt: skip
+    copy = data.get("publish_vs_cp")
+    if copy:
+        lines += [
+            "",
+            f"`publish_version` vs `cp -a` + `sync` of the same tree, side by side, median of "
+            f"{copy['repeats']} on {copy['cores']} cores (peak RSS of the publishing process):",
+            "",
+        ]
+        lines += table(
+            ["model", "files", "MB", "publish s", "cp -a + sync s", "ratio", "peak RSS MB"],
+            [
+                [r["model"], r["files"], r["size_mb"], r["publish_s"], r["cp_a_sync_s"],
+                 r["ratio"], r["publish_peak_rss_mb"]]
+                for r in copy["rows"]
+            ],
+        )  # fmt: skip
+    return lines
+
+
+def render_canary_docker(data: dict) -> list[str]:
+    lines = [
+        f"Model: {data['model']}; image {data['image']}; median of {data['repeats']}; "
+        f"ServingCanary / InfraValidator wall time **{data['ratio_wall']}x** (target "
+        f"{data['target_ratio']}x). {data.get('note', '')}",
+        "",
+    ]
+    phases = ["wall_s", "container_start_s", "model_available_s", "traffic_s", "stop_s", "rest_s"]
+    lines += table(
+        ["executor", *phases],
+        [
+            ["InfraValidator", *(data["infra_validator"][k] for k in phases)],
+            ["ServingCanary", *(data["serving_canary"][k] for k in phases)],
+        ],
+    )
     return lines
 
 
@@ -140,6 +174,7 @@ RENDERERS: dict[str, Callable[[dict], list[str]]] = {
     "warmup": render_warmup,
     "push": render_push,
     "canary": render_canary,
+    "canary_docker": render_canary_docker,
     "pipeline": render_pipeline,
 }
 
