@@ -22,7 +22,9 @@ LOG_LINE_PATTERNS = [
     re.compile(r"\b(DEBUG|INFO|WARNING|ERROR|CRITICAL)\b[ :]"),  # Python logging formats
     re.compile(r"^[IWEF]\d{4} "),  # absl C++ / glog: I0000 00:00:... port.cc:153]
     re.compile(r"\.(cc|h):\d+\]"),
-    re.compile(r"absl|oneDNN|cuda|cuInit|cpu_feature|tensorflow|apache_beam", re.IGNORECASE),
+    re.compile(r"absl|oneDNN|cuda|cuInit|cpu_feature|apache_beam", re.IGNORECASE),
+    # Logger and module names; "TensorFlow 2.21" in our own output (who served a canary) is not.
+    re.compile(r"\btensorflow\b"),
     re.compile(r"property_predicate|Loading servable|warmup data|Running gRPC ModelServer"),
 ]
 
