@@ -5,6 +5,7 @@ The demo runs once for this module, in a pseudo-terminal, as a person running `m
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,30 @@ def test_missing_examples_split_is_a_clear_error(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="Split-train"):
         read_split(str(tmp_path), "train")
+
+
+@pytest.mark.slow
+def test_demo_piped_prints_plain_lines_a_table_and_no_log_lines(tmp_path):
+    """`make demo | tee demo.txt`, as in a CI log: no control characters, one line per step."""
+    completed = subprocess.run(
+        [*DEMO, "--workdir", str(tmp_path / "demo")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-3000:]
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", output), "control characters when piped"
+    lines = output.splitlines()
+    assert log_lines(lines) == [], "log lines reached the output without -v"
+    steps = [line for line in lines if line.startswith(("Pipeline run", "Embedded TF", "Hot swap"))]
+    assert [line.split(":")[0] for line in steps] == [
+        "Pipeline run 1",
+        "Embedded TF Serving on the serving volume",
+        "Pipeline run 2",
+        "Hot swap under traffic",
+    ]
+    assert all(re.search(r"\(\d+(\.\d+)? s\)$", line) for line in steps), steps
+    assert any(line.split()[:1] == ["ServingPusher"] for line in lines), "no closing table"
+    assert any(line.startswith("Requests during the hot swap 1 -> 2") for line in lines)
