@@ -153,7 +153,9 @@ def test_large_json_body_is_parsed_off_the_event_loop(rest_server):
         time.sleep(0.05)
     posted.join(120)
     assert latencies, "the large request finished before any status request was sent"
-    assert max(latencies) < 1.0, f"status requests stalled: {max(latencies):.2f} s"
+    # Parsed on the event loop, status requests stalled 4-6 s; a busy 2-core CI machine adds
+    # scheduling noise of about a second, so the bound sits well between the two.
+    assert max(latencies) < 2.5, f"status requests stalled: {max(latencies):.2f} s"
 
 
 def test_gzip_body_inflating_past_the_cap_is_413(hpt_server):
