@@ -24,7 +24,7 @@ import datetime
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class CanaryResult:
     report: dict[str, Any]
     report_json: Path
     report_html: Path
+    # The SavedModel directory that was served and the requests sent to it (make_warmup).
+    candidate_dir: Path | None = None
+    requests: list = field(default_factory=list)
 
 
 def run_canary(
@@ -210,7 +213,7 @@ def run_canary(
         (report["server"] or {}).get("description", "no server"),
         "" if verdict.blessed else " (" + "; ".join(verdict.reasons) + ")",
     )
-    return CanaryResult(verdict.blessed, report, json_path, html_path)
+    return CanaryResult(verdict.blessed, report, json_path, html_path, candidate, requests)
 
 
 def _server_identity(run: Measurement, serving_spec, config: CanaryConfig) -> dict | None:

@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
 from tfx_serving_ext.canary.run import CanaryConfig, run_canary
+from tfx_serving_ext.canary.warmed_model import write_warmed_model
 from tfx_serving_ext.checks.examples import read_examples
 from tfx_serving_ext.components.artifact_paths import artifact_path
 from tfx_serving_ext.components.serving_baseline import ServingBaseline, find_serving_now
@@ -56,8 +57,26 @@ def write_infra_blessing(blessing: types.Artifact, blessed: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / (BLESSED_FILE if blessed else NOT_BLESSED_FILE)).write_text("")
     blessing.set_int_custom_property(BLESSED_PROPERTY, 1 if blessed else 0)
-    # The canary validates the given model; it does not put a (warmed) copy in the blessing.
+    # No model in the blessing unless make_warmup puts the warmed one there (`add_warmed_model`).
     blessing.set_int_custom_property(HAS_MODEL_PROPERTY, 0)
+
+
+def add_warmed_model(blessing: types.Artifact, result, request_spec) -> None:
+    """Puts the warmed model into a blessing when RequestSpec.make_warmup asks, as InfraValidator.
+
+    Only a blessed model with requests gets one (InfraValidator's rule); `has_model` is then 1
+    and the stock Pusher and ServingPusher push `<blessing>/stamped_model`.
+    """
+    if not (request_spec.make_warmup and result.blessed):
+        return
+    if not result.requests:
+        logger.warning(
+            "RequestSpec.make_warmup is set but the canary sent no request (no examples, or none "
+            "fit the signatures): the blessing carries no warmed model; give it `examples`"
+        )
+        return
+    write_warmed_model(result.candidate_dir, artifact_path(blessing), result.requests)
+    blessing.set_int_custom_property(HAS_MODEL_PROPERTY, 1)
 
 
 def record_server(blessing: types.Artifact, server: dict[str, Any] | None) -> None:
@@ -163,6 +182,7 @@ class Executor(base_executor.BaseExecutor):
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
         write_infra_blessing(blessing, result.blessed)
+        add_warmed_model(blessing, result, request_spec)
         record_server(blessing, result.report.get("server"))
         for reason in result.report["verdict"]["reasons"]:
             logger.warning("Canary refused the model: %s", reason)
