@@ -77,6 +77,23 @@ def test_skopeo_reads_the_image_the_cli_pushed(docker_engine, model_image):
     )
     assert config["config"]["Entrypoint"] == ["/usr/local/bin/tfx-serving-ext-entrypoint.sh"]
     assert f"MODEL_NAME={MODEL}" in config["config"]["Env"]
+    user = config["config"].get("User", "")
+    assert user and user.split(":")[0] not in ("0", "root"), f"image runs as root: {config}"
+    # No host path of the build machine leaks into the image's metadata.
+    assert not any("/tmp/" in value or "/work/" in value for value in manifest["Labels"].values())
+
+
+def test_the_image_runs_as_a_non_root_user(docker_engine, model_image):
+    """What the running container is, not what the config says: `id` inside the pulled image."""
+    client = docker_engine.client()
+    try:
+        client.images.pull(model_image)
+        output = client.containers.run(
+            model_image, entrypoint=["id", "-u"], remove=True, stdout=True, stderr=True
+        )
+    finally:
+        client.close()
+    assert output.decode().strip() not in ("", "0"), output
 
 
 @pytest.mark.parametrize("port", [8080, 8500])
