@@ -15,36 +15,21 @@ from pathlib import Path
 import pytest
 from tfx.types import standard_artifacts
 
+from tests.support.tfx_testdata import (
+    ESTIMATOR,
+    ESTIMATOR_PREVIOUS,
+    KERAS,
+    KERNEL_LESS_OP,
+    PENGUIN_EXAMPLES,
+    PUSHED,
+    TAXI_EXAMPLES,
+    artifact,
+    read_examples,
+)
 from tfx_serving_ext.cli import main
 from tfx_serving_ext.components.serving_pusher import executor as pusher
 from tfx_serving_ext.components.signature_validator import executor as validator
 from tfx_serving_ext.protocol.saved_model import SavedModelError, find_serving_model_dir
-
-TESTDATA = Path(__import__("tfx").__file__).parent / "components" / "testdata"
-KERAS = TESTDATA / "trainer" / "keras"
-ESTIMATOR = TESTDATA / "trainer" / "current"
-ESTIMATOR_PREVIOUS = TESTDATA / "trainer" / "previous"
-PUSHED = TESTDATA / "pusher" / "model_push"
-PENGUIN_EXAMPLES = TESTDATA / "penguin" / "data"
-TAXI_EXAMPLES = TESTDATA / "csv_example_gen"
-KERNEL_LESS_OP = "BoostedTreesBucketize"
-
-
-def read_examples(examples_root: Path, count: int = 8) -> list[bytes]:
-    """Returns the first `count` serialized tf.Examples of an ExampleGen output's eval split."""
-    import tensorflow as tf
-
-    files = sorted(str(p) for p in (examples_root / "Split-eval").glob("*.gz"))[:1]
-    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").take(count)
-    return [record.numpy() for record in dataset]
-
-
-def _artifact(kind, uri: Path, **properties):
-    artifact = kind()
-    artifact.uri = str(uri)
-    for key, value in properties.items():
-        setattr(artifact, key, value)
-    return artifact
 
 
 @pytest.mark.parametrize(
@@ -94,13 +79,13 @@ def test_inspect_reads_every_layout(model_uri, capsys):
 
 
 def _validate(tmp_path, model_uri: Path, examples_root: Path):
-    blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
-    examples = _artifact(
+    blessing = artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
+    examples = artifact(
         standard_artifacts.Examples, examples_root, split_names=json.dumps(["eval"])
     )
     validator.Executor().Do(
         {
-            validator.MODEL_KEY: [_artifact(standard_artifacts.Model, model_uri)],
+            validator.MODEL_KEY: [artifact(standard_artifacts.Model, model_uri)],
             validator.EXAMPLES_KEY: [examples],
         },
         {validator.BLESSING_KEY: [blessing]},
@@ -152,11 +137,11 @@ def test_warmup_writer_refuses_the_model_with_a_kernel_less_op(tmp_path):
 
 @pytest.mark.parametrize("model_uri", [KERAS, ESTIMATOR, PUSHED])
 def test_pusher_pushes_every_layout_to_the_serving_volume(tmp_path, model_uri):
-    pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
+    pushed = artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
     Path(pushed.uri).mkdir()
     base = tmp_path / "serving"
     pusher.Executor().Do(
-        {"model": [_artifact(standard_artifacts.Model, model_uri)]},
+        {"model": [artifact(standard_artifacts.Model, model_uri)]},
         {"pushed_model": [pushed]},
         {
             "destination": "serving_volume",
