@@ -44,14 +44,22 @@ def test_image_by_tag_without_a_daemon_says_the_digest_is_unknown():
     assert "(digest unknown)" in identity["description"]
 
 
-def test_endpoint_is_tf_serving_at_its_address():
+def test_endpoint_is_tf_serving_at_its_address_with_its_declared_version():
     identity = describe_server("endpoint", endpoint_address="10.0.0.7:8500")
     assert identity == {
         "kind": "endpoint",
         "tf_serving": True,
         "address": "10.0.0.7:8500",
-        "description": "the TF Serving at 10.0.0.7:8500",
+        "server_version": None,
+        "description": "the TF Serving at 10.0.0.7:8500 (version not declared; TF Serving "
+        "reports none)",
     }
+    facts = {"address": "10.0.0.7:8500", "server_version": "2.19.1"}
+    identity = describe_server("endpoint", facts=facts)
+    assert identity["server_version"] == "2.19.1"
+    assert (
+        identity["description"] == "the TF Serving at 10.0.0.7:8500 (version 2.19.1, as declared)"
+    )
 
 
 def test_docker_timings_are_in_the_report_and_at_the_top_of_the_page():

@@ -30,6 +30,12 @@ class CanaryConfig:
     backend: str = "auto"  # see serving.BACKENDS
     endpoint_address: str = ""  # endpoint backend: gRPC host:port of the running server
     endpoint_base_path: str = ""  # endpoint backend: the volume that server polls
+    # endpoint backend: the fleet's --model_config_file (default: the one model of the volume),
+    # the volume's path as the server sees it (default: the same), and its declared version
+    # (TF Serving reports none over its API). See canary.backends.endpoint.
+    endpoint_model_config_file: str = ""
+    endpoint_server_base_path: str = ""
+    endpoint_server_version: str = ""
     enable_warmup: bool = True  # the server replays assets.extra warmup records on load
     # Refuse to bless unless the model ran in TF Serving itself (docker, kubernetes, endpoint),
     # never on the embedded server: see canary.server_identity.

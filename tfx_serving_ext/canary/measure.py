@@ -71,6 +71,8 @@ class Measurement:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     # Start-up durations the backend measured (docker: container start vs server answering).
     timings: dict[str, float] = field(default_factory=dict)
+    # What the backend knows of the server it ran (`ModelServerBackend.identity`).
+    server_facts: dict[str, Any] = field(default_factory=dict)
 
 
 def _attempt(
@@ -121,6 +123,7 @@ def _attempt(
     finally:
         run.backend = repr(backend)
         run.timings = backend.timings()
+        run.server_facts = backend.identity()
         run.log = backend.get_logs()
         if client is not None:
             client.close()
@@ -165,6 +168,9 @@ def serve_and_measure(
             work_dir=Path(work_dir) / f"attempt-{attempt}",
             endpoint_address=config.endpoint_address or None,
             endpoint_base_path=config.endpoint_base_path or None,
+            endpoint_model_config_file=config.endpoint_model_config_file or None,
+            endpoint_server_base_path=config.endpoint_server_base_path or None,
+            endpoint_server_version=config.endpoint_server_version or None,
             enable_warmup=config.enable_warmup,
         )
         run.backend = repr(backend)

@@ -222,7 +222,10 @@ def _server_identity(run: Measurement, serving_spec, config: CanaryConfig) -> di
         return None
     try:
         return describe_server(
-            run.backend_name, serving_spec, endpoint_address=config.endpoint_address
+            run.backend_name,
+            serving_spec,
+            endpoint_address=config.endpoint_address,
+            facts=run.server_facts,
         )
     except backends.BackendError as exc:
         return {"kind": run.backend_name, "tf_serving": False, "description": str(exc)}

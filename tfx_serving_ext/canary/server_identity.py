@@ -22,7 +22,11 @@ TF_SERVING_BACKENDS = frozenset({"docker", "kubernetes", "endpoint"})
 
 
 def describe_server(
-    backend_name: str, serving_spec=None, *, endpoint_address: str = ""
+    backend_name: str,
+    serving_spec=None,
+    *,
+    endpoint_address: str = "",
+    facts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Returns who served the canary: kind, whether it is TF Serving, version, image or address.
 
@@ -30,12 +34,16 @@ def describe_server(
         backend_name: the concrete backend (`backends.choose_backend`'s answer).
         serving_spec: infra_validator_pb2.ServingSpec (the image of docker and kubernetes).
         endpoint_address: the endpoint backend's gRPC address.
+        facts: what the backend itself recorded (`ModelServerBackend.identity()`): the image,
+            its digest and ID the container ran, or the endpoint's address and version; they
+            win over what the ServingSpec names.
 
     Returns:
         A JSON-ready dict with `kind`, `tf_serving` (bool), `description` (one line), and
-        `tensorflow_version` (embedded), `image` and `image_digest` (docker, kubernetes; the
-        digest is None when it cannot be known), or `address` (endpoint).
+        `tensorflow_version` (embedded), `image`, `image_digest` (None when it cannot be known)
+        and `image_id` (docker), or `address` and `server_version` (endpoint).
     """
+    facts = facts or {}
     identity: dict[str, Any] = {"kind": backend_name, "tf_serving": False}
     if backend_name in ("embedded", "embedded-subprocess"):
         import tensorflow as tf
@@ -48,14 +56,25 @@ def describe_server(
         return identity
     identity["tf_serving"] = backend_name in TF_SERVING_BACKENDS
     if backend_name == "endpoint":
-        identity["address"] = endpoint_address
-        identity["description"] = f"the TF Serving at {endpoint_address}"
+        address = facts.get("address") or endpoint_address
+        version = facts.get("server_version")
+        identity["address"] = address
+        identity["server_version"] = version
+        identity["description"] = f"the TF Serving at {address} " + (
+            f"(version {version}, as declared)"
+            if version
+            else "(version not declared; TF Serving reports none)"
+        )
         return identity
     from tfx_serving_ext.canary.backends.docker import serving_image
 
-    image = serving_image(serving_spec)
+    image = facts.get("image") or serving_image(serving_spec)
     identity["image"] = image
-    identity["image_digest"] = image_digest(image, serving_spec, backend_name)
+    identity["image_digest"] = facts.get("image_digest") or image_digest(
+        image, serving_spec, backend_name
+    )
+    if facts.get("image_id"):
+        identity["image_id"] = facts["image_id"]
     shown = image if "@" in image else f"{image} ({identity['image_digest'] or 'digest unknown'})"
     identity["description"] = f"TF Serving image {shown} on {backend_name}"
     return identity

@@ -53,6 +53,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image-tag", default="latest", help="tensorflow/serving tag for docker")
     p.add_argument("--endpoint", help="endpoint backend: gRPC host:port of the running server")
     p.add_argument("--volume", help="endpoint backend: the model base path that server polls")
+    p.add_argument(
+        "--endpoint-model-config",
+        metavar="FILE",
+        help="endpoint backend: the server's --model_config_file (default: it serves only the "
+        "--model-name model from --volume); the canary adds its own model and restores this",
+    )
+    p.add_argument(
+        "--endpoint-server-version",
+        metavar="VERSION",
+        help="endpoint backend: the TF Serving version it runs, recorded in the report "
+        "(TF Serving reports none over its API)",
+    )
     p.add_argument("--max-loading-seconds", type=int, default=300)
     p.add_argument("--tries", type=int, default=1, help="attempts for infrastructure failures")
     p.add_argument(
@@ -98,6 +110,8 @@ def _run(args: argparse.Namespace, terminal: Terminal) -> int:
             backend=args.backend,
             endpoint_address=args.endpoint or "",
             endpoint_base_path=args.volume or "",
+            endpoint_model_config_file=args.endpoint_model_config or "",
+            endpoint_server_version=args.endpoint_server_version or "",
             require_tf_serving=args.require_tf_serving,
             thresholds=thresholds,
         )

@@ -3,7 +3,8 @@
 - `embedded`: the project's server in this process (`embedded-subprocess`: as a child process);
 - `docker`: the `tensorflow/serving` image via the docker SDK (ServingSpec.local_docker);
 - `kubernetes`: a TF Serving pod beside the KFP executor (ServingSpec.kubernetes);
-- `endpoint`: a running TF Serving at an address, the candidate published to the volume it polls.
+- `endpoint`: a running TF Serving at an address, the candidate added under a model name of its
+  own (never where live traffic reaches it).
 
 `choose_backend("auto", serving_spec)` follows the ServingSpec's `serving_platform`; with
 `local_docker` and no reachable daemon, or with no platform at all, it picks `embedded`.
@@ -79,6 +80,10 @@ def create_backend(
     work_dir: str | Path,
     endpoint_address: str | None = None,
     endpoint_base_path: str | Path | None = None,
+    endpoint_model_config_file: str | Path | None = None,
+    endpoint_server_base_path: str | Path | None = None,
+    endpoint_server_version: str | None = None,
+    serving_binary=None,
     enable_warmup: bool = True,
 ) -> ModelServerBackend:
     """Returns an unstarted backend of the concrete kind `name` (see `choose_backend`).
@@ -110,5 +115,12 @@ def create_backend(
             )
         from tfx_serving_ext.canary.backends.endpoint import EndpointBackend
 
-        return EndpointBackend(models, endpoint_address, endpoint_base_path)
+        return EndpointBackend(
+            models,
+            endpoint_address,
+            endpoint_base_path,
+            model_config_file=endpoint_model_config_file,
+            server_base_path=endpoint_server_base_path,
+            server_version=endpoint_server_version,
+        )
     raise BackendError(f"unknown canary backend {name!r}; choose one of {BACKENDS[1:]}")

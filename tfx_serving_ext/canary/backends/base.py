@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CANDIDATE_VERSION = 1
 BASELINE_SUFFIX = "-baseline"
@@ -137,6 +138,11 @@ class ModelServerBackend(abc.ABC):
         """Returns named start-up durations in seconds since `start()` (e.g. the container's
         start, the server answering), for the report to separate them from the model's load;
         empty when the platform measures none."""
+        return {}
+
+    def identity(self) -> dict[str, Any]:
+        """Returns what this backend knows of the server it ran (image and digest, address and
+        version) for the report and the blessing; empty when it knows nothing beyond its kind."""
         return {}
 
     def targets(self) -> tuple[ModelTarget, ModelTarget | None]:

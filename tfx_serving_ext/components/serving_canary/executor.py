@@ -47,6 +47,8 @@ SERVER_TENSORFLOW_VERSION_PROPERTY = "server_tensorflow_version"
 SERVER_IMAGE_PROPERTY = "server_image"
 SERVER_IMAGE_DIGEST_PROPERTY = "server_image_digest"
 SERVER_ADDRESS_PROPERTY = "server_address"
+SERVER_VERSION_PROPERTY = "server_version"
+SERVER_IMAGE_ID_PROPERTY = "server_image_id"
 BLESSED_FILE = "INFRA_BLESSED"
 NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 
@@ -92,7 +94,9 @@ def record_server(blessing: types.Artifact, server: dict[str, Any] | None) -> No
         ("tensorflow_version", SERVER_TENSORFLOW_VERSION_PROPERTY),
         ("image", SERVER_IMAGE_PROPERTY),
         ("image_digest", SERVER_IMAGE_DIGEST_PROPERTY),
+        ("image_id", SERVER_IMAGE_ID_PROPERTY),
         ("address", SERVER_ADDRESS_PROPERTY),
+        ("server_version", SERVER_VERSION_PROPERTY),
     ):
         if server.get(key):
             blessing.set_string_custom_property(name, server[key])
