@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.server.conftest import publish
+from tests.server.served_subprocess import serve_subprocess
 from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.server import ModelServer, ServerOptions
 
@@ -65,54 +60,16 @@ def test_penguin_predictions_match_in_process(penguin_server, penguin_model_dir,
             )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_command_listens_and_stops_on_sigterm(tmp_path, half_plus_two_dir):
-    base = tmp_path / "base"
-    publish(half_plus_two_dir, base, 123, name="00000123")
-    rest_port = _free_port()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tfx_serving_ext.cli",
-            "serve",
-            "--port=0",
-            f"--rest_api_port={rest_port}",
-            "--model_name=hpt",
-            f"--model_base_path={base}",
-            "--file_system_poll_wait_seconds=0.2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-        env=env,
-    )
-    try:
-        grpc_address = None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and grpc_address is None:
-            line = process.stdout.readline()
-            if not line:
-                break
-            match = re.search(r"Running gRPC ModelServer at (\S+:\d+)", line)
-            grpc_address = match.group(1) if match else None
-        assert grpc_address, "the serve command never said it was listening"
-        with ServingClient(grpc_address) as client:
+    with serve_subprocess(half_plus_two_dir, tmp_path / "base", "hpt") as served:
+        with ServingClient(served.grpc_address) as client:
             assert client.wait_until_available("hpt", timeout=60) == 123
             assert client.predict("hpt", {"x": [2.0]}).outputs["y"].tolist() == [3.0]
-        with ServingClient(f"http://127.0.0.1:{rest_port}", protocol="rest") as client:
+        with ServingClient(served.rest_url, protocol="rest") as client:
             assert client.predict("hpt", {"x": [4.0]}).outputs["y"].tolist() == [4.0]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-        assert "Server stopped" in process.stdout.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0, served.describe_exit()
+        deadline = time.monotonic() + 10
+        while "Server stopped" not in "".join(served.output) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the reader thread may still be taking the last lines
+        assert "Server stopped" in "".join(served.output), served.describe_exit()
