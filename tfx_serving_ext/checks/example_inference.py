@@ -1,7 +1,7 @@
 """TF Serving's rules for Classify, Regress and MultiInference: tf.Examples in, results out.
 
 Mirrors tensorflow_serving/servables/tensorflow/{classifier,regressor,multi_inference,util}.cc:
-which signatures may answer (`check_classify_signature`, `check_regress_signature`), how the
+which signatures may answer (`check_example_signature`), how the
 request's examples become the signature's single string input (`serialized_examples`), and how
 the output tensors are checked and turned into results (`fill_classifications`,
 `fill_regressions`). Every refusal is a `ServingError` whose message starts with TF Serving's
@@ -9,6 +9,8 @@ own text; what follows it says which output or signature was wrong.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -52,98 +54,76 @@ def serialized_examples(model_input: input_pb2.Input) -> np.ndarray:
     return array
 
 
-def _check_method(
-    signature: meta_graph_pb2.SignatureDef, method: str, kind: str, method_name_check: bool
-) -> None:
-    if method_name_check and signature.method_name != method:
-        raise invalid_argument(
-            f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}"
-        )
-
-
 def _names(keys) -> str:
     return "{" + ", ".join(sorted(keys)) + "}"
 
 
-def check_classify_signature(
-    signature: meta_graph_pb2.SignatureDef, method_name_check: bool = True
+@dataclass(frozen=True)
+class _ExampleApi:
+    """What TF Serving's PreProcessClassification / PreProcessRegression require of a signature."""
+
+    method: str
+    noun: str  # as TF Serving's messages say it: "classification", "regression"
+    api: str  # the request's name: "Classify", "Regress"
+    output_counts: tuple[int, ...]
+
+
+_EXAMPLE_APIS = {
+    "classify": _ExampleApi(CLASSIFY_METHOD, "classification", "Classify", (1, 2)),
+    "regress": _ExampleApi(REGRESS_METHOD, "regression", "Regress", (1,)),
+}
+
+
+def check_example_signature(
+    signature: meta_graph_pb2.SignatureDef, kind: str, method_name_check: bool = True
 ) -> None:
-    """Checks that a signature can answer Classify, as PreProcessClassification does.
+    """Checks that a signature can answer a "classify" or "regress" request, as TF Serving does.
 
     Args:
         signature: the SignatureDef the request names.
-        method_name_check: TF Serving's --enable_signature_method_name_check: also require
-            the method name `tensorflow/serving/classify`.
+        kind: "classify" (PreProcessClassification) or "regress" (PreProcessRegression).
+        method_name_check: TF Serving's --enable_signature_method_name_check: also require the
+            method name `tensorflow/serving/classify` (or `.../regress`).
 
     Raises:
         ServingError: INVALID_ARGUMENT naming what the signature lacks.
     """
-    _check_method(signature, CLASSIFY_METHOD, "classification", method_name_check)
+    api = _EXAMPLE_APIS[kind]
+    if method_name_check and signature.method_name != api.method:
+        raise invalid_argument(
+            f"Expected {api.noun} signature method_name to be {api.method}. "
+            f"Was: {signature.method_name}"
+        )
     if len(signature.inputs) != 1:
         raise invalid_argument(
             f"Expected one input Tensor. (the signature has {_names(signature.inputs)})"
         )
-    if len(signature.outputs) not in (1, 2):
-        raise invalid_argument(
-            f"Expected one or two output Tensors, found {len(signature.outputs)}"
-        )
-    if EXAMPLE_INPUT not in signature.inputs:
-        raise invalid_argument(
-            f"No classification inputs found in SignatureDef: the signature has inputs "
-            f"{sorted(signature.inputs)}; TF Serving's Classify needs exactly one, named "
-            f"'{EXAMPLE_INPUT}'"
-        )
-    if CLASSIFY_CLASSES not in signature.outputs and CLASSIFY_SCORES not in signature.outputs:
-        raise invalid_argument(
-            'Expected classification signature outputs to contain at least one of "classes" '
-            f'or "scores". The signature has {_names(signature.outputs)}'
-        )
-
-
-def check_regress_signature(
-    signature: meta_graph_pb2.SignatureDef, method_name_check: bool = True
-) -> None:
-    """Checks that a signature can answer Regress, as PreProcessRegression does.
-
-    Args:
-        signature: the SignatureDef the request names.
-        method_name_check: TF Serving's --enable_signature_method_name_check: also require
-            the method name `tensorflow/serving/regress`.
-
-    Raises:
-        ServingError: INVALID_ARGUMENT naming what the signature lacks.
-    """
-    _check_method(signature, REGRESS_METHOD, "regression", method_name_check)
-    if len(signature.inputs) != 1:
-        raise invalid_argument(
-            f"Expected one input Tensor. (the signature has {_names(signature.inputs)})"
-        )
-    if len(signature.outputs) != 1:
+    if len(signature.outputs) not in api.output_counts:
+        if kind == "classify":
+            raise invalid_argument(
+                f"Expected one or two output Tensors, found {len(signature.outputs)}"
+            )
         raise invalid_argument(
             f"Expected one output Tensor. (the signature has {len(signature.outputs)} outputs "
             f"{_names(signature.outputs)}; TF Serving's Regress allows 1)"
         )
     if EXAMPLE_INPUT not in signature.inputs:
         raise invalid_argument(
-            f"No regression inputs found in SignatureDef: the signature has inputs "
-            f"{sorted(signature.inputs)}; TF Serving's Regress needs exactly one, named "
+            f"No {api.noun} inputs found in SignatureDef: the signature has inputs "
+            f"{sorted(signature.inputs)}; TF Serving's {api.api} needs exactly one, named "
             f"'{EXAMPLE_INPUT}'"
         )
-    if REGRESS_OUTPUT not in signature.outputs:
+    if kind == "classify":
+        if CLASSIFY_CLASSES not in signature.outputs and CLASSIFY_SCORES not in signature.outputs:
+            raise invalid_argument(
+                'Expected classification signature outputs to contain at least one of "classes" '
+                f'or "scores". The signature has {_names(signature.outputs)}'
+            )
+    elif REGRESS_OUTPUT not in signature.outputs:
         raise invalid_argument(
             f"No regression outputs found in SignatureDef: the signature has outputs "
             f"{sorted(signature.outputs)}; TF Serving's Regress reads '{REGRESS_OUTPUT}'"
         )
-
-
-def check_example_signature(
-    signature: meta_graph_pb2.SignatureDef, kind: str, method_name_check: bool = True
-) -> None:
-    """Checks a signature for a "classify" or "regress" request (see the two checks above)."""
-    if kind == "classify":
-        check_classify_signature(signature, method_name_check)
-    else:
-        check_regress_signature(signature, method_name_check)
 
 
 def _described(alias: str, tensor: np.ndarray, num_examples: int) -> str:

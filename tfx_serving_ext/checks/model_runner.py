@@ -25,9 +25,7 @@ from tensorflow_serving.apis import (
 )
 
 from tfx_serving_ext.checks.example_inference import (
-    check_classify_signature,
     check_example_signature,
-    check_regress_signature,
     fill_classifications,
     fill_regressions,
     serialized_examples,
@@ -255,9 +253,9 @@ class LocalModel:
             if signature is None or name not in self.signatures:
                 raise invalid_argument(f"Requested signature not found in model graph: {name}")
             if task.method_name == CLASSIFY_METHOD:
-                check_classify_signature(signature, self.method_name_check)
+                check_example_signature(signature, "classify", self.method_name_check)
             elif task.method_name == REGRESS_METHOD:
-                check_regress_signature(signature, self.method_name_check)
+                check_example_signature(signature, "regress", self.method_name_check)
             else:
                 raise ServingError(
                     "UNIMPLEMENTED", f"Unsupported signature method_name: {task.method_name}"
