@@ -16,7 +16,12 @@ from kubernetes import client as k8s
 from tfx.proto import infra_validator_pb2
 
 from tests.containers.fixtures import leftovers
-from tfx_serving_ext.canary.backends import BackendError, CanaryModels, choose_backend
+from tfx_serving_ext.canary.backends import (
+    BackendError,
+    CanaryModels,
+    choose_backend,
+    serving_binaries_for,
+)
 from tfx_serving_ext.canary.backends.docker import (
     build_container_spec,
     container_config_text,
@@ -33,14 +38,56 @@ def _spec(**platform) -> infra_validator_pb2.ServingSpec:
     return spec
 
 
-def test_image_comes_from_the_serving_spec():
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def test_every_tag_and_digest_of_the_serving_spec_is_an_image_to_pass():
+    """InfraValidator's serving_bins parse the spec: one image per tag and per digest."""
     assert serving_image(_spec()) == "tensorflow/serving:2.19.1"
-    spec = infra_validator_pb2.ServingSpec()
-    spec.tensorflow_serving.image_name = "registry.example/serving"
-    spec.tensorflow_serving.digests.append("sha256:abc")
-    assert serving_image(spec) == "registry.example/serving@sha256:abc"
+    spec = infra_validator_pb2.ServingSpec(model_name="penguin")
+    spec.tensorflow_serving.image_name = "registry.example:5000/serving"
+    spec.tensorflow_serving.tags.extend(["2.19.1", "2.18.0-gpu"])
+    spec.tensorflow_serving.digests.append(DIGEST)
+    assert [b.image for b in serving_binaries_for("docker", spec)] == [
+        "registry.example:5000/serving:2.19.1",
+        "registry.example:5000/serving:2.18.0-gpu",
+        f"registry.example:5000/serving@{DIGEST}",
+    ]
+    assert len(serving_binaries_for("kubernetes", spec)) == 3
+    assert serving_binaries_for("embedded", spec) == [None]  # no image runs there
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("tags", "2.19.1@sha256:abc", "is not a Docker tag"),
+        ("tags", "-latest", "is not a Docker tag"),
+        ("digests", "sha256:abc", "is not an image digest"),
+        ("digests", "2.19.1", "is not an image digest"),
+        ("image_name", "TensorFlow/Serving", "is not a Docker repository name"),
+        ("image_name", "tensorflow/serving:2.19.1", "is not a Docker repository name"),
+    ],
+)
+def test_a_reference_docker_would_refuse_is_named_before_any_container_starts(
+    field, value, message
+):
+    spec = _spec()
+    if field == "image_name":
+        spec.tensorflow_serving.image_name = value
+    else:
+        getattr(spec.tensorflow_serving, field).append(value)
+    with pytest.raises(BackendError, match=message) as raised:
+        serving_binaries_for("docker", spec)
+    assert repr(value) in str(raised.value)
+
+
+def test_a_spec_without_tag_or_digest_is_refused():
     with pytest.raises(BackendError, match="no tags or digests"):
         serving_image(infra_validator_pb2.ServingSpec())
+    spec = infra_validator_pb2.ServingSpec()
+    spec.tensorflow_serving.image_name = "tensorflow/serving"
+    with pytest.raises(BackendError, match="no tags or digests"):
+        serving_binaries_for("docker", spec)
 
 
 def test_docker_container_spec_mounts_models_read_only_and_publishes_grpc_on_loopback():

@@ -140,6 +140,9 @@ def serve_and_measure(
     serving_spec,
     validation,
     work_dir: str | Path,
+    *,
+    backend_name: str | None = None,
+    serving_binary=None,
 ) -> Measurement:
     """Returns what was measured serving `models` on the configured backend, retrying failures.
 
@@ -153,10 +156,12 @@ def serve_and_measure(
         serving_spec: infra_validator_pb2.ServingSpec.
         validation: infra_validator_pb2.ValidationSpec (loading deadline, tries).
         work_dir: scratch space; each attempt gets its own subdirectory.
+        backend_name: the concrete backend (default: `choose_backend` on the config's).
+        serving_binary: the image to run (`backends.serving_binaries_for`; docker, kubernetes).
     """
     from tfx_serving_ext.client.client import ServerUnreachable, ServingTimeout, VersionLoadFailed
 
-    name = backends.choose_backend(config.backend, serving_spec)
+    name = backend_name or backends.choose_backend(config.backend, serving_spec)
     max_loading = validation.max_loading_time_seconds or DEFAULT_MAX_LOADING_TIME_SECONDS
     tries = validation.num_tries or DEFAULT_NUM_TRIES
     run = Measurement(backend=name, backend_name=name)
@@ -171,6 +176,7 @@ def serve_and_measure(
             endpoint_model_config_file=config.endpoint_model_config_file or None,
             endpoint_server_base_path=config.endpoint_server_base_path or None,
             endpoint_server_version=config.endpoint_server_version or None,
+            serving_binary=serving_binary,
             enable_warmup=config.enable_warmup,
         )
         run.backend = repr(backend)

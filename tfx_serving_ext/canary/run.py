@@ -176,23 +176,18 @@ def run_canary(
         with contextlib.ExitStack() as stack:
             if work_dir is None:
                 work_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="canary-"))
-            with terminate_gracefully():
-                run = serve_and_measure(
-                    models,
-                    requests,
-                    plans,
-                    replan if requests and baseline is None else None,
-                    config,
-                    serving_spec,
-                    validation,
-                    work_dir,
-                )
-        for plan in plans.values():
-            if not plan.compared and plan.reason != "no baseline":
-                notes.append(
-                    f"signature '{plan.name}' not compared with the baseline: {plan.reason}"
-                )
-        verdict = judge_measurement(run, config, plans, report, notes)
+            run, verdict = _serve_every_image(
+                models,
+                requests,
+                plans,
+                replan if requests and baseline is None else None,
+                config,
+                serving_spec,
+                validation,
+                Path(work_dir),
+                report,
+                notes,
+            )
     report["server"] = _server_identity(run, serving_spec, config)
     if config.require_tf_serving and report["server"] and not report["server"]["tf_serving"]:
         verdict.blessed = False
@@ -214,6 +209,63 @@ def run_canary(
         "" if verdict.blessed else " (" + "; ".join(verdict.reasons) + ")",
     )
     return CanaryResult(verdict.blessed, report, json_path, html_path, candidate, requests)
+
+
+def _serve_every_image(
+    models, requests, plans, replan, config, serving_spec, validation, work_dir, report, notes
+) -> tuple[Measurement, Verdict]:
+    """Returns the measurement and verdict that decide, after serving on every image.
+
+    As InfraValidator, a backend that runs an image runs each of the ServingSpec's tags and
+    digests in turn and blesses only when every one passes; the first refusal ends the run (its
+    measurement is the report's). With more than one image, `report["images"]` lists each
+    one's identity and verdict, and a refusal's reasons name the image.
+    """
+    name = backends.choose_backend(config.backend, serving_spec)
+    binaries = backends.serving_binaries_for(name, serving_spec)
+    images: list[dict[str, Any]] = []
+    for index, binary in enumerate(binaries):
+        with terminate_gracefully():
+            run = serve_and_measure(
+                models,
+                requests,
+                plans,
+                replan,
+                config,
+                serving_spec,
+                validation,
+                work_dir / f"image-{index}",
+                backend_name=name,
+                serving_binary=binary,
+            )
+        image_notes = list(notes)
+        for plan in plans.values():
+            if not plan.compared and plan.reason != "no baseline":
+                image_notes.append(
+                    f"signature '{plan.name}' not compared with the baseline: {plan.reason}"
+                )
+        verdict = judge_measurement(run, config, plans, report, image_notes)
+        if binary is not None:
+            identity = _server_identity(run, serving_spec, config) or {}
+            images.append(
+                {
+                    "image": identity.get("image"),
+                    "image_digest": identity.get("image_digest"),
+                    "image_id": identity.get("image_id"),
+                    "blessed": verdict.blessed,
+                    "reasons": list(verdict.reasons),
+                }
+            )
+        if not verdict.blessed:
+            break
+    if len(binaries) > 1:
+        report["images"] = images
+        untried = [b.image for b in binaries[len(images) :]]
+        if not verdict.blessed:
+            verdict.reasons = [f"on {images[-1]['image']}: {r}" for r in verdict.reasons]
+            if untried:
+                verdict.notes.append(f"not run after that refusal: {', '.join(untried)}")
+    return run, verdict
 
 
 def _server_identity(run: Measurement, serving_spec, config: CanaryConfig) -> dict | None:

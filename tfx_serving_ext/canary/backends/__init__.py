@@ -38,6 +38,7 @@ __all__ = [
     "ModelTarget",
     "choose_backend",
     "create_backend",
+    "serving_binaries_for",
 ]
 
 
@@ -72,6 +73,21 @@ def choose_backend(requested: str, serving_spec=None) -> str:
     return "embedded"
 
 
+def serving_binaries_for(name: str, serving_spec) -> list:
+    """Returns what each run of the canary serves with: one InfraValidator serving binary per
+    tag and digest of the ServingSpec for the backends that run an image (docker, kubernetes),
+    each of which the model must pass, as in InfraValidator; `[None]` for the others.
+
+    Raises:
+        BackendError: an image backend and a ServingSpec without a valid tag or digest.
+    """
+    if name not in ("docker", "kubernetes"):
+        return [None]
+    from tfx_serving_ext.canary.backends.docker import serving_binaries
+
+    return serving_binaries(serving_spec)
+
+
 def create_backend(
     name: str,
     models: CanaryModels,
@@ -88,6 +104,8 @@ def create_backend(
 ) -> ModelServerBackend:
     """Returns an unstarted backend of the concrete kind `name` (see `choose_backend`).
 
+    `serving_binary` is the image docker and kubernetes run: one of `serving_binaries_for`.
+
     Raises:
         BackendError: an unknown name, or the endpoint backend without address and volume.
     """
@@ -102,11 +120,11 @@ def create_backend(
     if name == "docker":
         from tfx_serving_ext.canary.backends.docker import DockerBackend
 
-        return DockerBackend(models, serving_spec)
+        return DockerBackend(models, serving_spec, serving_binary)
     if name == "kubernetes":
         from tfx_serving_ext.canary.backends.kubernetes import KubernetesBackend
 
-        return KubernetesBackend(models, serving_spec, work_dir)
+        return KubernetesBackend(models, serving_spec, work_dir, serving_binary)
     if name == "endpoint":
         if not endpoint_address or not endpoint_base_path:
             raise BackendError(

@@ -1,16 +1,26 @@
 """The docker backend: the `tensorflow/serving` image through the docker SDK.
 
-Follows TFX's `LocalDockerRunner` and `serving_bins.TensorFlowServing`: the image (name, tag or
-digest) comes from the ServingSpec's `tensorflow_serving` and each SavedModel is bind-mounted
-read-only as version 1 of its model (`/models/<name>/1`). Unlike TFX it publishes the gRPC port
-on the loopback address only (or the configured `host_ip_address`), serves the candidate and the
-baseline from one model config file, and:
-- calls the server running only once the model server itself answers a gRPC call: docker-proxy
-  accepts TCP on the published port as soon as the container starts, long before the server
-  inside listens, so an open port says nothing (and would count TensorFlow's import as load
-  time);
-- removes the container in `stop()` rather than auto-removing it when it exits, so the log of a
-  server that died (a model that failed to load) is still there for the report.
+The image comes from TFX InfraValidator's own `serving_bins.parse_serving_binaries`: one
+`TensorFlowServing` binary per tag and per digest of the ServingSpec's `tensorflow_serving`, each
+validated here (a reference Docker would refuse is named before any container starts) and run in
+turn, as InfraValidator validates the model against every one of them; the binary gives the image
+reference and the gRPC container port. After the container runs, `image_digest` is the repository
+digest the engine resolved the reference to and `image_id` the content address of what ran.
+
+The container itself is not started with TFX's `LocalDockerRunner`, because that runner cannot
+do the canary's job: it serves one model (`MODEL_NAME` plus one bind mount), while the canary
+serves the candidate and the baseline side by side in one server from a model config file. And
+where it differs from LocalDockerRunner besides:
+- it publishes the gRPC port on the loopback address only (or the configured
+  `host_ip_address`); LocalDockerRunner publishes every port on all interfaces and then looks
+  for a `0.0.0.0` mapping;
+- it calls the server running only once the model server itself answers a gRPC call:
+  docker-proxy accepts TCP on the published port as soon as the container starts, long before
+  the server inside listens, so an open port says nothing (and would count TensorFlow's import
+  as load time);
+- it removes the container in `stop()` rather than auto-removing it when it exits, so the log of
+  a server that died (a model that failed to load) is still there for the report;
+- its Docker client honours `DOCKER_HOST` when LocalDockerConfig names no `client_base_url`.
 `timings()` separates the container's start from the server's start-up.
 
 `build_container_spec` returns the `containers.run(**spec)` arguments as data, so they are
@@ -34,11 +44,22 @@ from tfx_serving_ext.canary.backends.base import (
     JobAborted,
     ModelServerBackend,
 )
+from tfx_serving_ext.canary.backends.images import serving_binaries, serving_image
 from tfx_serving_ext.protocol.model_config import model_server_config_text
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_IMAGE = "tensorflow/serving"
+__all__ = [
+    "DockerBackend",
+    "build_container_spec",
+    "container_config_text",
+    "docker_daemon_reachable",
+    "make_docker_client",
+    "model_server_answers",
+    "serving_binaries",
+    "serving_image",
+]
+
 GRPC_PORT = 8500
 CONTAINER_MODEL_ROOT = "/models"
 CONTAINER_CONFIG_PATH = "/models/models.config"
@@ -47,24 +68,6 @@ LABEL = "tfx_serving_ext.canary"
 # server that takes longer than this to exit on SIGTERM is killed (docker stop's default is 10).
 STOP_GRACE_SECONDS = 2
 _POLL_SECONDS = 0.2  # a Docker API call and a gRPC probe a poll: cheap next to a start-up
-
-
-def serving_image(serving_spec) -> str:
-    """Returns the image the ServingSpec names: `<image_name>:<first tag>` or `@<first digest>`.
-
-    Raises:
-        BackendError: the spec names no tensorflow_serving tag or digest.
-    """
-    config = serving_spec.tensorflow_serving
-    name = config.image_name or DEFAULT_IMAGE
-    if config.tags:
-        return f"{name}:{config.tags[0]}"
-    if config.digests:
-        return f"{name}@{config.digests[0]}"
-    raise BackendError(
-        "ServingSpec.tensorflow_serving has no tags or digests: set e.g. "
-        "tensorflow_serving=TensorFlowServing(tags=['2.19.1'])"
-    )
 
 
 def container_config_text(models: CanaryModels) -> str:
@@ -185,11 +188,22 @@ def model_server_answers(address: str, model_name: str, timeout: float = 2.0) ->
 
 
 class DockerBackend(ModelServerBackend):
-    """TF Serving in a local Docker container (TFX LocalDockerRunner semantics)."""
+    """TF Serving in a local Docker container (TFX LocalDockerRunner semantics).
 
-    def __init__(self, models: CanaryModels, serving_spec):
+    Args:
+        models: the candidate (and baseline) SavedModel directories.
+        serving_spec: the ServingSpec (`local_docker` for the client and host address).
+        serving_binary: which of `serving_binaries(serving_spec)` to run (default: the first).
+    """
+
+    def __init__(self, models: CanaryModels, serving_spec, serving_binary=None):
         super().__init__(models)
-        self._image = serving_image(serving_spec)
+        self._binary = serving_binary or serving_binaries(serving_spec)[0]
+        self._image = self._binary.image
+        self._image_digest: str | None = (
+            self._image.rsplit("@", 1)[1] if "@" in self._image else None
+        )
+        self._image_id: str | None = None
         local = serving_spec.local_docker
         self._local_config = local
         self._host_ip = local.host_ip_address or "127.0.0.1"
@@ -204,6 +218,51 @@ class DockerBackend(ModelServerBackend):
         container = self._container.short_id if self._container is not None else None
         return f"DockerBackend(image={self._image}, container={container})"
 
+    @property
+    def image(self) -> str:
+        """Returns the image reference this backend runs (`name:tag` or `name@digest`)."""
+        return self._image
+
+    @property
+    def image_digest(self) -> str | None:
+        """Returns the repository digest (`sha256:...`) of the image that ran, None when the
+        engine knows none (an image built locally and never pushed or pulled)."""
+        return self._image_digest
+
+    @property
+    def image_id(self) -> str | None:
+        """Returns the content address (`sha256:...`) of the image the container ran."""
+        return self._image_id
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "image": self._image,
+            "image_digest": self._image_digest,
+            "image_id": self._image_id,
+        }
+
+    def _resolve_image(self) -> None:
+        """Records the ID and repository digest of the image the container runs."""
+        try:
+            self._image_id = self._container.attrs.get("Image") or None
+            image = self._client.images.get(self._image_id or self._image)
+            self._image_id = image.id
+            repo_digests = image.attrs.get("RepoDigests") or []
+        except Exception:  # noqa: BLE001 - the identity is recorded even when the daemon is gone
+            logger.info("Could not read the digest of %s", self._image, exc_info=True)
+            return
+        if self._image_digest is not None:
+            return  # referenced by digest: that is what Docker ran
+        repository = (
+            self._image.rsplit(":", 1)[0] if ":" in self._image.rsplit("/", 1)[-1] else self._image
+        )
+        for reference in repo_digests:
+            if reference.split("@", 1)[0] == repository:
+                self._image_digest = reference.split("@", 1)[1]
+                return
+        if repo_digests:
+            self._image_digest = repo_digests[0].split("@", 1)[1]
+
     def start(self) -> None:
         if self._container is not None:
             raise BackendError("the server was already started; create a new backend to restart")
@@ -214,7 +273,17 @@ class DockerBackend(ModelServerBackend):
         self._client = make_docker_client(self._local_config)
         logger.info("Running %s with %s", self._image, spec["command"])
         self._started_at = time.monotonic()
-        self._container = self._client.containers.run(**spec)
+        from docker import errors as docker_errors
+
+        try:
+            self._container = self._client.containers.run(**spec)
+        except docker_errors.ImageNotFound as exc:
+            raise BackendError(
+                f"the Docker engine cannot find or pull {self._image} ({exc.explanation}); check "
+                "ServingSpec.tensorflow_serving (image_name, tags, digests) and the registry"
+            ) from exc
+        except docker_errors.APIError as exc:
+            raise BackendError(f"the Docker engine refused to run {self._image}: {exc}") from exc
 
     def wait_until_running(self, deadline: float) -> None:
         """Returns once the model server in the container answers gRPC (models may load on).
@@ -234,8 +303,10 @@ class DockerBackend(ModelServerBackend):
                 raise JobAborted("the container is gone (it was removed)") from exc
             status = self._container.status
             if status == "running":
+                if "container_start_seconds" not in self._timings:
+                    self._resolve_image()
                 self._note("container_start_seconds")
-                port = _published_port(self._container.ports, GRPC_PORT)
+                port = _published_port(self._container.ports, self._binary.container_port)
                 host = "127.0.0.1" if self._host_ip == "0.0.0.0" else self._host_ip
                 address = f"{host}:{port}"
                 if _port_open(host, port) and model_server_answers(

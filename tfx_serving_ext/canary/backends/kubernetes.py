@@ -23,6 +23,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from tfx_serving_ext.canary.backends.base import (
     BackendError,
@@ -232,15 +233,21 @@ def build_pod_manifest(
 class KubernetesBackend(ModelServerBackend):
     """TF Serving in a pod beside the KFP executor pod (TFX KubernetesRunner semantics)."""
 
-    def __init__(self, models: CanaryModels, serving_spec, work_dir: str | Path):
+    def __init__(
+        self, models: CanaryModels, serving_spec, work_dir: str | Path, serving_binary=None
+    ):
         super().__init__(models)
-        self._image = serving_image(serving_spec)
+        # One of InfraValidator's serving binaries (docker.serving_binaries); default the first.
+        self._image = serving_binary.image if serving_binary else serving_image(serving_spec)
         self._config = serving_spec.kubernetes
         self._work_dir = Path(work_dir)
         self._api = None
         self._namespace: str | None = None
         self._pod_name: str | None = None
         self._endpoint: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        return {"image": self._image}
 
     def __repr__(self) -> str:
         return f"KubernetesBackend(image={self._image}, pod={self._pod_name})"

@@ -81,8 +81,16 @@ def add_warmed_model(blessing: types.Artifact, result, request_spec) -> None:
     blessing.set_int_custom_property(HAS_MODEL_PROPERTY, 1)
 
 
-def record_server(blessing: types.Artifact, server: dict[str, Any] | None) -> None:
-    """Sets the blessing's properties that name the server which gave the verdict."""
+def record_server(
+    blessing: types.Artifact,
+    server: dict[str, Any] | None,
+    images: list[dict[str, Any]] | None = None,
+) -> None:
+    """Sets the blessing's properties that name the server which gave the verdict.
+
+    With several images (every tag and digest of the ServingSpec), `server_image`,
+    `server_image_digest` and `server_image_id` list each one's, comma-separated, in order.
+    """
     if not server:
         blessing.set_string_custom_property(SERVER_PROPERTY, "none (nothing was served)")
         blessing.set_int_custom_property(TF_SERVING_PROPERTY, 0)
@@ -100,6 +108,14 @@ def record_server(blessing: types.Artifact, server: dict[str, Any] | None) -> No
     ):
         if server.get(key):
             blessing.set_string_custom_property(name, server[key])
+    if images and len(images) > 1:
+        for key, name in (
+            ("image", SERVER_IMAGE_PROPERTY),
+            ("image_digest", SERVER_IMAGE_DIGEST_PROPERTY),
+            ("image_id", SERVER_IMAGE_ID_PROPERTY),
+        ):
+            values = ", ".join(image.get(key) or "unknown" for image in images)
+            blessing.set_string_custom_property(name, values)
 
 
 def _proto(exec_properties: dict[str, Any], key: str, message):
@@ -187,7 +203,7 @@ class Executor(base_executor.BaseExecutor):
             shutil.rmtree(work_dir, ignore_errors=True)
         write_infra_blessing(blessing, result.blessed)
         add_warmed_model(blessing, result, request_spec)
-        record_server(blessing, result.report.get("server"))
+        record_server(blessing, result.report.get("server"), result.report.get("images"))
         for reason in result.report["verdict"]["reasons"]:
             logger.warning("Canary refused the model: %s", reason)
         if serving_now is not None:
