@@ -236,6 +236,11 @@ def test_live_docker_canary_blesses_the_penguin(
     )
     assert result["blessed"], result["report"].get("verdict")
     assert (tmp_path / "report.json").exists() and (tmp_path / "report.html").exists()
+    # What ran is recorded: the image and its content address (a locally built stand-in has no
+    # repository digest; tests/containers/test_canary_image_digest.py pushes one that has).
+    server = result["report"]["server"]
+    assert server["tf_serving"] and server["image"] == tf_serving_image.reference
+    assert server["image_id"].startswith("sha256:")
     assert leftovers(docker_engine) == {"containers": [], "networks": [], "volumes": []}
 
 

@@ -70,8 +70,9 @@ class ServingCanary(base_component.BaseComponent):
     """Blesses a model that loads, answers, keeps latency and agrees with the baseline.
 
     Emits a standard InfraBlessing (INFRA_BLESSED / INFRA_NOT_BLESSED and the `blessed` int
-    property, as InfraValidator writes them) holding report.json, report.html and, when the
-    model did not load, server.log.
+    property, as InfraValidator writes them) holding report.json, report.html, when the
+    model did not load server.log, and with RequestSpec.make_warmup the warmed model
+    (`stamped_model`, `has_model=1`).
     """
 
     SPEC_CLASS = ServingCanarySpec
@@ -96,12 +97,14 @@ class ServingCanary(base_component.BaseComponent):
             examples: Examples for the traffic; absent means load-only validation.
             baseline: what serves now, a Model or a PushedModel channel; absent on a first
                 deployment (then only absolute thresholds apply).
-            serving_spec: InfraValidator's ServingSpec: model name, TF Serving image tag and
-                platform (`local_docker` / `kubernetes`); without a platform the embedded
-                server runs the canary.
+            serving_spec: InfraValidator's ServingSpec: model name, TF Serving images (every
+                tag and digest of `tensorflow_serving` is run, and must pass, as in
+                InfraValidator) and platform (`local_docker` / `kubernetes`); without a
+                platform the embedded server runs the canary.
             validation_spec: InfraValidator's ValidationSpec (loading deadline, tries).
             request_spec: InfraValidator's RequestSpec (signatures, tag set, split,
-                number of distinct examples).
+                number of distinct examples; `make_warmup`: the blessing carries the model
+                with the canary's requests as its warmup file, `has_model=1`, as InfraValidator).
             config: CanaryConfig (or its dict/JSON): requests, concurrency, thresholds, backend.
             backend: shortcut for `config.backend` (e.g. "embedded" to skip Docker/Kubernetes).
             serving_baseline: take as baseline what serves now instead of `baseline`:
