@@ -21,6 +21,11 @@ where it differs from LocalDockerRunner besides:
 - it removes the container in `stop()` rather than auto-removing it when it exits, so the log of
   a server that died (a model that failed to load) is still there for the report;
 - its Docker client honours `DOCKER_HOST` when LocalDockerConfig names no `client_base_url`.
+Nor is InfraValidator's `TensorFlowServingClient` the readiness probe or the load wait: it asks
+GetModelStatus without a deadline and reads every RPC error as "not ready", so it cannot tell a
+server that answers from docker-proxy's bare TCP accept, and a model that ends in END gives
+only "Model server failed to load the model."; the canary's `ServingClient` waits per version
+and keeps the server's own message for the report.
 `timings()` separates the container's start from the server's start-up.
 
 `build_container_spec` returns the `containers.run(**spec)` arguments as data, so they are

@@ -72,7 +72,9 @@ class EndpointBackend(ModelServerBackend):
         self._address = address
         self._host, self._port = _split_address(address)
         self._base_path = Path(base_path)
-        self._server_base_path = Path(server_base_path or base_path)
+        self._server_base_path = (
+            Path(server_base_path) if server_base_path else self._base_path.absolute()
+        )
         self._model_config_file = Path(model_config_file) if model_config_file else None
         self._server_version = server_version or None
         self._token = uuid.uuid4().hex[:8]
