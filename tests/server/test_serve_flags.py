@@ -118,7 +118,7 @@ def test_warnings_name_the_flags_that_do_nothing_here_once():
     args = _parse(
         "--per_process_gpu_memory_fraction=0.5",
         "--xla_cpu_compilation_enabled",
-        "--enable_batching",
+        "--rest_api_enable_cors_support",
         "--num_load_threads=4",
         "--enable_signature_method_name_check=false",
     )
@@ -127,9 +127,9 @@ def test_warnings_name_the_flags_that_do_nothing_here_once():
     hardware, missing = warnings
     assert "--per_process_gpu_memory_fraction=0.5" in hardware
     assert "--xla_cpu_compilation_enabled=true" in hardware
-    assert missing.endswith("--enable_batching=true")
+    assert missing.endswith("--rest_api_enable_cors_support=true")
     assert not any("num_load_threads" in w for w in warnings)
-    assert _serve_flags.warnings_for(_parse("--enable_batching=false")) == []
+    assert _serve_flags.warnings_for(_parse("--rest_api_enable_cors_support=false")) == []
 
 
 def test_channel_arguments_parse_as_tf_serving():
@@ -273,6 +273,7 @@ def test_a_launch_scripts_flags_no_longer_stop_the_server(tmp_path, half_plus_tw
         str(socket_path),
         "--grpc_channel_arguments=grpc.max_connection_age_ms=60000",
         "--enable_batching",
+        "--rest_api_enable_cors_support",
         "--tensorflow_intra_op_parallelism=1",
         "--tensorflow_inter_op_parallelism",
         "1",
@@ -295,7 +296,7 @@ def test_a_launch_scripts_flags_no_longer_stop_the_server(tmp_path, half_plus_tw
     assert len(hardware) == 1, stderr
     assert "--per_process_gpu_memory_fraction=0.3" in hardware[0]
     assert "--xla_cpu_compilation_enabled=true" in hardware[0]
-    assert "--enable_batching=true" in stderr
+    assert "--rest_api_enable_cors_support=true" in stderr
 
 
 def test_serve_exits_non_zero_naming_a_model_that_cannot_load(tmp_path):

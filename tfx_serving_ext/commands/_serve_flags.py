@@ -10,7 +10,7 @@ or with a value (`--enable_batching=false`). Each flag is one of:
   system caches, response encoding) and changes nothing a client can see; accepted silently;
 - hardware: GPU, TPU, TFLite, XLA and mixed precision, meaningless on this CPU server; accepted
   with one warning naming those given;
-- not implemented: meaningful, but the embedded server does not do it yet (batching, metrics,
+- not implemented: meaningful, but the embedded server does not do it yet (metrics,
   TLS, ...); accepted with one warning naming those given, so that nobody believes they are on.
 """
 
@@ -52,10 +52,10 @@ def _flags() -> list[Flag]:
         Flag("rest_api_num_threads", i, 16, SERVED, "threads answering REST requests"),
         Flag("rest_api_timeout_in_ms", i, 30000, SERVED, "timeout of a REST call"),
         Flag("rest_api_enable_cors_support", b, False, NOT_IMPLEMENTED),
-        Flag("enable_batching", b, False, NOT_IMPLEMENTED),
+        Flag("enable_batching", b, False, SERVED, "batch concurrent requests to a signature"),
         Flag("allow_version_labels_for_unavailable_models", b, False, SERVED),
-        Flag("batching_parameters_file", s, "", NOT_IMPLEMENTED),
-        Flag("enable_per_model_batching_parameters", b, False, NOT_IMPLEMENTED),
+        Flag("batching_parameters_file", s, "", SERVED, "text-format BatchingParameters"),
+        Flag("enable_per_model_batching_parameters", b, False, SERVED),
         Flag("model_config_file", s, "", SERVED, "text-format ModelServerConfig"),
         Flag("model_config_file_poll_wait_seconds", f, 0.0, SERVED),
         Flag("model_name", s, "default", SERVED, "name of the model (one-model form)"),

@@ -90,6 +90,9 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
         ),
         tensorflow_intra_op_parallelism=intra,
         tensorflow_inter_op_parallelism=inter,
+        enable_batching=args.enable_batching,
+        batching_parameters_file=args.batching_parameters_file,
+        enable_per_model_batching_parameters=args.enable_per_model_batching_parameters,
     )
     stop = threading.Event()
 

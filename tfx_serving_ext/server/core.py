@@ -25,6 +25,7 @@ from tfx_serving_ext.protocol.errors import (
     not_found,
 )
 from tfx_serving_ext.protocol.saved_model import SERVE_TAG
+from tfx_serving_ext.server.batching import ServerBatching
 from tfx_serving_ext.server.manager import LoadPolicy, ModelManager
 from tfx_serving_ext.server.servable import Servable
 from tfx_serving_ext.server.source import VersionSource
@@ -55,7 +56,9 @@ class ServerCore:
         enable_signature_method_name_check: bool = False,
         saved_model_tags: tuple[str, ...] = (SERVE_TAG,),
         allow_version_labels_for_unavailable_models: bool = False,
+        batching: ServerBatching | None = None,
     ):
+        self._batching = batching
         self._method_name_check = enable_signature_method_name_check
         self._tags = tuple(saved_model_tags)
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
@@ -84,6 +87,8 @@ class ServerCore:
             managers = list(self._managers.values())
         for manager in managers:
             manager.stop()
+        if self._batching is not None:
+            self._batching.stop()
 
     def _apply_config(self, config) -> set[str]:
         models = config_lib.validated_model_configs(config)
@@ -163,7 +168,7 @@ class ServerCore:
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
         model = LocalModel(path, self._tags, method_name_check=self._method_name_check)
-        servable = Servable(name, version, path, model)
+        servable = Servable(name, version, path, model, batching=self._batching)
         if self._enable_warmup:
             run_warmup(servable, self._warmup_iterations)
         return servable

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tfx_serving_ext.protocol import model_config as config_lib
 from tfx_serving_ext.protocol.errors import ServingError
+from tfx_serving_ext.server.batching import ServerBatching
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.grpc_service import start_grpc_server
 from tfx_serving_ext.server.manager import LoadPolicy
@@ -133,6 +134,7 @@ class ModelServer:
             allow_version_labels_for_unavailable_models=(
                 options.allow_version_labels_for_unavailable_models
             ),
+            batching=ServerBatching.from_options(options),
         )
         self._core = core
         try:

@@ -73,3 +73,9 @@ class ServerOptions:
     # choice); applied by start() before any model loads, if TensorFlow has not run yet.
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
+    # --enable_batching: concurrent requests to one signature run as one batch (server/batching);
+    # --batching_parameters_file: text-format BatchingParameters ("" = TF Serving's defaults);
+    # --enable_per_model_batching_parameters: a version's batching_params.pbtxt wins.
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    enable_per_model_batching_parameters: bool = False

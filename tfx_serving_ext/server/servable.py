@@ -4,7 +4,10 @@ How a request is answered (signature lookup, input and output checks, the contex
 merge, status codes) is `checks.model_runner.LocalModel`'s job, shared with the warmup writer
 and the validator so that all three mean the same thing by a request; the servable adds the
 version that answered, bounds each request before the runner allocates anything for it, and
-keeps the server's stack and paths out of what the client is told.
+keeps the server's stack and paths out of what the client is told. With server-side batching
+on (`batching`), the model's signature functions are replaced by batch queues
+(`batch_scheduler.BatchedSignature`), as TF Serving wraps a servable's Session in a
+BatchingSession: Predict, Classify, Regress and MultiInference (and warmup) all run through them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from tensorflow.core.protobuf import meta_graph_pb2
@@ -29,6 +32,9 @@ from tfx_serving_ext.protocol import tensors
 from tfx_serving_ext.protocol.errors import ServingError, client_message, from_exception
 from tfx_serving_ext.protocol.saved_model import SERVE_TAG
 from tfx_serving_ext.protocol.signatures import DEFAULT_SIGNATURE
+
+if TYPE_CHECKING:
+    from tfx_serving_ext.server.batching import ServerBatching
 
 __all__ = ["DEFAULT_SIGNATURE", "Servable"]
 
@@ -51,12 +57,17 @@ class Servable:
         path: Path,
         model: LocalModel,
         limits: tensors.RequestLimits = tensors.DEFAULT_LIMITS,
+        batching: ServerBatching | None = None,
     ):
         self.name = name
         self.version = version
         self.path = path
         self.model = model
         self.limits = limits
+        self.batched = batching is not None
+        if batching is not None:
+            # Every request path of LocalModel calls model.signatures[name](**tensors).
+            model.signatures = batching.batched_signatures(model.signatures, path)
 
     @property
     def signature_defs(self) -> dict[str, meta_graph_pb2.SignatureDef]:
@@ -72,6 +83,7 @@ class Servable:
         *,
         method_name_check: bool = True,
         limits: tensors.RequestLimits = tensors.DEFAULT_LIMITS,
+        batching: ServerBatching | None = None,
     ) -> Servable:
         """Returns the SavedModel at `path` loaded with the 'serve' tag.
 
@@ -81,13 +93,15 @@ class Servable:
             path: the version directory.
             method_name_check: TF Serving's --enable_signature_method_name_check.
             limits: the bounds every Predict request's inputs are checked against.
+            batching: the server's batching (None: each request runs on its own).
 
         Raises:
             ServingError: the directory is missing, incomplete or not a loadable SavedModel.
+            BatchingParametersError: the version's own batching_params.pbtxt is invalid.
         """
         path = Path(path)
         model = LocalModel(path, (SERVE_TAG,), method_name_check=method_name_check)
-        return cls(name, version, path, model, limits)
+        return cls(name, version, path, model, limits, batching)
 
     def _answer(self, run: Callable[..., _Response], request) -> _Response:
         """Returns run(request, version), its errors told to the client without server detail."""
