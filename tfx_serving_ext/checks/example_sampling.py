@@ -1,18 +1,26 @@
 """Samples examples uniformly from a split with Apache Beam (any runner; DirectRunner locally).
 
-`beam.combiners.Sample.FixedSizeGlobally` keeps a uniform random sample of the whole split
-(not its first N records), so a split sorted by date or label still yields a representative
-warmup set. The sample is written as one TFRecord file, so the step works on distributed runners
-where the driver cannot hold the collection in memory.
+`BottomKSample` keeps the `n` records with the smallest keyed hash of their bytes: a uniform
+random sample of the whole split (not its first N records), so a split sorted by date or label
+still yields a representative warmup set. Each bundle keeps at most `n` records and merging keeps
+`n`, so memory does not grow with the split; and because a record's priority depends only on its
+bytes and the seed, the sample is the same on every runner, however the split is bundled
+(Beam's `Sample.FixedSizeGlobally` draws `random.random()`, a new sample every run). Identical
+records share a priority, so copies are kept or dropped together. The sample is written as one
+TFRecord file, so the step works on distributed runners where the driver cannot hold the
+collection in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import logging
 import os
 from pathlib import Path
 
 from tfx_serving_ext.checks.examples import iter_records
+from tfx_serving_ext.checks.shard_sampling import DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +38,69 @@ def with_local_runner(beam_pipeline_args: list[str] | None) -> list[str]:
     return args
 
 
-def add_sampling(pipeline, file_pattern: str, num_examples: int, output_file: str) -> None:
+def record_priority(record: bytes, seed: int = DEFAULT_SEED) -> int:
+    """Returns the record's sampling priority: a 64-bit hash of its bytes keyed by the seed."""
+    key = seed.to_bytes(8, "little", signed=True)
+    return int.from_bytes(hashlib.blake2b(record, digest_size=8, key=key).digest(), "little")
+
+
+def _make_bottom_k_fn(n: int, seed: int):
+    import apache_beam as beam
+
+    class BottomKSampleFn(beam.CombineFn):
+        """Keeps the `n` records of lowest priority; the accumulator never holds more than `n`.
+
+        The accumulator is a max-heap of (-priority, record) pairs, so the record to drop when a
+        better one arrives is at its top.
+        """
+
+        def __init__(self):
+            super().__init__()
+            self.n = n
+            self.seed = seed
+
+        def create_accumulator(self) -> list[tuple[int, bytes]]:
+            return []
+
+        def add_input(self, heap, record):
+            entry = (-record_priority(record, self.seed), record)
+            if len(heap) < self.n:
+                heapq.heappush(heap, entry)
+            elif entry > heap[0]:
+                heapq.heapreplace(heap, entry)
+            return heap
+
+        def merge_accumulators(self, heaps):
+            heaps = iter(heaps)
+            merged = list(next(heaps, []))
+            for heap in heaps:
+                for entry in heap:
+                    if len(merged) < self.n:
+                        heapq.heappush(merged, entry)
+                    elif entry > merged[0]:
+                        heapq.heapreplace(merged, entry)
+            return merged
+
+        def extract_output(self, heap) -> list[bytes]:
+            return [record for _, record in sorted(heap, reverse=True)]
+
+    return BottomKSampleFn()
+
+
+def bottom_k_sample_fn(n: int, seed: int = DEFAULT_SEED):
+    """Returns a `beam.CombineFn` keeping a uniform sample of `n` records, in O(n) memory.
+
+    Raises:
+        ValueError: n below 1.
+    """
+    if n < 1:
+        raise ValueError(f"the sample size must be at least 1, got {n}")
+    return _make_bottom_k_fn(n, seed)
+
+
+def add_sampling(
+    pipeline, file_pattern: str, num_examples: int, output_file: str, seed: int = DEFAULT_SEED
+) -> None:
     """Adds to `pipeline` the steps that write a uniform sample of `file_pattern`'s records.
 
     Args:
@@ -38,6 +108,7 @@ def add_sampling(pipeline, file_pattern: str, num_examples: int, output_file: st
         file_pattern: glob of TFRecord files; `.gz` files are read as gzip.
         num_examples: sample size (all records when the split is smaller).
         output_file: the single TFRecord file the sample is written to.
+        seed: the same seed gives the same sample of the same records.
     """
     import apache_beam as beam
     from apache_beam.io.filesystem import CompressionTypes
@@ -50,7 +121,8 @@ def add_sampling(pipeline, file_pattern: str, num_examples: int, output_file: st
             coder=beam.coders.BytesCoder(),
             compression_type=CompressionTypes.AUTO,
         )
-        | "SampleUniformly" >> beam.combiners.Sample.FixedSizeGlobally(num_examples)
+        | "SampleUniformly"
+        >> beam.CombineGlobally(bottom_k_sample_fn(num_examples, seed)).without_defaults()
         | "Flatten" >> beam.FlatMap(lambda sample: sample)
         | "WriteSample"
         >> beam.io.WriteToTFRecord(
@@ -69,6 +141,7 @@ def sample_examples(
     *,
     pipeline=None,
     beam_pipeline_args: list[str] | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> list[bytes]:
     """Returns a uniform random sample of up to `num_examples` records matching `file_pattern`.
 
@@ -80,6 +153,7 @@ def sample_examples(
             honours `beam_pipeline_args`); if None, one is made from `beam_pipeline_args`
             (default: the DirectRunner's in-process engine, FnApiRunner).
         beam_pipeline_args: options for the pipeline made when `pipeline` is None.
+        seed: the same seed gives the same sample of the same records.
     """
     import apache_beam as beam
 
@@ -90,7 +164,7 @@ def sample_examples(
     if pipeline is None:
         pipeline = beam.Pipeline(argv=with_local_runner(beam_pipeline_args))
     with pipeline as p:
-        add_sampling(p, file_pattern, num_examples, output_file)
+        add_sampling(p, file_pattern, num_examples, output_file, seed)
     sample = list(iter_records([output_file]))
     logger.info("Sampled %d examples from %s", len(sample), file_pattern)
     return sample

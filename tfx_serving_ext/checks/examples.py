@@ -2,7 +2,9 @@
 
 ExampleGen writes each split as TFRecord files (gzip-compressed, `*.gz`) of serialized
 tf.Example. This module picks the split (the one asked for, else `eval`, else the first) and
-reads a bounded number of records, for the validator and the request builders.
+samples a bounded number of records from across all its files (`shard_sampling`), for the
+validator and the canary: the time does not grow with the split, and a split sorted by date or
+label still gives examples from all of it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from tfx_serving_ext.checks.shard_sampling import DEFAULT_SEED, ShardSample, sample_files
+from tfx_serving_ext.checks.tfrecords import iter_file_records
 
 SPLIT_PREFIX = "Split-"
 DEFAULT_SPLIT = "eval"
@@ -68,13 +73,31 @@ def split_pattern(examples_uri: str | os.PathLike, split: str) -> str:
 
 
 def iter_records(files: Sequence[str | os.PathLike]) -> Iterator[bytes]:
-    """Yields the records of TFRecord files; `*.gz` files are read as gzip."""
-    import tensorflow as tf
+    """Yields every record of TFRecord files, in order; `*.gz` files are read as gzip.
 
+    Raises:
+        TFRecordError: a file is not a TFRecord file or is corrupt.
+    """
     for path in files:
-        compression = "GZIP" if str(path).endswith(".gz") else ""
-        for record in tf.data.TFRecordDataset([str(path)], compression_type=compression):
-            yield record.numpy()
+        yield from iter_file_records(path)
+
+
+def sample_split(
+    examples_uri: str | os.PathLike,
+    split: str | None = None,
+    *,
+    num_examples: int,
+    seed: int = DEFAULT_SEED,
+    split_names: str | None = None,
+) -> ShardSample:
+    """Returns `num_examples` records sampled from across a split, with what reading cost.
+
+    Raises:
+        ExamplesError: the split is missing or empty.
+        TFRecordError: a file of the split is not a TFRecord file or is corrupt.
+    """
+    chosen = choose_split(available_splits(examples_uri, split_names), split)
+    return sample_files(split_files(examples_uri, chosen), num_examples, seed=seed)
 
 
 def read_examples(
@@ -83,16 +106,22 @@ def read_examples(
     *,
     limit: int | None = None,
     split_names: str | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> list[bytes]:
     """Returns up to `limit` serialized tf.Examples from a split (default: eval, else the first).
 
+    With a `limit`, they are sampled from across all the split's files, reading a bounded number
+    of records (the same ones for the same seed); without, every record is returned.
+
     Raises:
         ExamplesError: the split is missing or empty.
+        TFRecordError: a file of the split is not a TFRecord file or is corrupt.
     """
+    if limit is not None:
+        if limit < 1:
+            return []
+        return sample_split(
+            examples_uri, split, num_examples=limit, seed=seed, split_names=split_names
+        ).records
     chosen = choose_split(available_splits(examples_uri, split_names), split)
-    records = []
-    for record in iter_records(split_files(examples_uri, chosen)):
-        if limit is not None and len(records) >= limit:
-            break
-        records.append(record)
-    return records
+    return list(iter_records(split_files(examples_uri, chosen)))
