@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,10 @@ class VolumePushResult:
     removed_versions: list[int] = field(default_factory=list)
     copy_seconds: float = 0.0
     available_seconds: float | None = None  # from the rename to AVAILABLE on the server
+    # Per replica (a fleet, or the one server of a watched push): ReplicaState dicts.
+    replicas: list[dict[str, Any]] = field(default_factory=list)
+    # The post-push watch's figures, verdict and reasons (WatchReport.to_dict()), if watched.
+    watch: dict[str, Any] | None = None
 
 
 def push_to_volume(
@@ -82,6 +87,8 @@ def push_to_volume(
     *,
     progress: volume.ProgressCallback | None = None,
     client: Any = None,
+    on_replica: Callable[[Any], None] | None = None,
+    on_watch: Callable[[Any], None] | None = None,
 ) -> VolumePushResult:
     """Returns the outcome of publishing `model_dir` on the volume and verifying it on the server.
 
@@ -96,6 +103,13 @@ def push_to_volume(
         config: destination and verification settings.
         progress: called with (bytes copied, total bytes) during the copy.
         client: a ServingClient to use instead of one built from `config.server_address`.
+        on_replica: called with a fleet.ReplicaState whenever a replica's state changes.
+        on_watch: called with the watch.WatchReport after every sample of the watch.
+
+    With a `fleet`, a watch (`watch_seconds`) or a label canary (`canary_label`), the push is
+    progressive (`progressive.push_progressively`): every replica must report the version
+    AVAILABLE, and a watch that finds it doing worse than the previous version rolls it back
+    (`pushed=False`, the reason in `message`, the figures in `watch`).
 
     Raises:
         PushConfigError: `model_dir` holds no SavedModel, or (with no server to verify on) its
@@ -112,6 +126,12 @@ def push_to_volume(
     ):
         # Read before publishing: a bad file must not leave a published version behind.
         model_config.read_version_labels(config.model_config_file, config.model_name)
+    if client is None and (config.fleet or config.watch_seconds or config.canary_label):
+        from tfx_serving_ext.publish.progressive import push_progressively
+
+        return push_progressively(
+            model_dir, config, progress=progress, on_replica=on_replica, on_watch=on_watch
+        )
     if client is None and config.server_address:
         from tfx_serving_ext.client.client import ServingClient
 

@@ -1,0 +1,301 @@
+"""Progressive delivery on a serving fleet: publish, verify every replica, label canary, watch.
+
+`push_to_volume` hands over to `push_progressively` when the push names a fleet, a watch or a
+label canary. The steps:
+
+1. ask every replica what it serves (one that does not answer: nothing is published);
+2. snapshot each replica's request metrics (the figures before the swap) when watching;
+3. publish the version on the volume;
+4. wait until every replica reports it AVAILABLE: END on one, or a deadline missed, removes it
+   again and waits until every replica is back on the previous version;
+5. with a label canary, point the canary label at it (stable stays) and see every replica
+   route it;
+6. watch it against the previous version; on failure the canary label goes back to the stable
+   version, the version is removed, and the push is reported `pushed=False` with the reason;
+7. move the stable label (and `version_labels`) to it, then apply retention.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tfx_serving_ext.protocol.versions import list_versions
+from tfx_serving_ext.publish import volume
+from tfx_serving_ext.publish.fleet import (
+    END,
+    TIMEOUT,
+    Fleet,
+    FleetError,
+    ReplicaState,
+    served_by_replica,
+    verify_fleet,
+    wait_fleet_back_on,
+)
+from tfx_serving_ext.publish.fleet import (
+    UNREACHABLE as REPLICA_UNREACHABLE,
+)
+from tfx_serving_ext.publish.labels import LabelNotRouted, move_labels
+from tfx_serving_ext.publish.push_config import NEW_VERSION, PREVIOUS_VERSION, VolumePushConfig
+from tfx_serving_ext.publish.watch import FAILED, WatchReport, metrics_baseline, watch_new_version
+from tfx_serving_ext.publish.watch_traffic import load_replay_requests
+
+logger = logging.getLogger(__name__)
+
+ReplicaCallback = Callable[[ReplicaState], None]
+WatchCallback = Callable[[WatchReport], None]
+
+
+def push_progressively(
+    model_dir: Path,
+    config: VolumePushConfig,
+    *,
+    progress: volume.ProgressCallback | None = None,
+    on_replica: ReplicaCallback | None = None,
+    on_watch: WatchCallback | None = None,
+) -> Any:
+    """Returns the VolumePushResult of a push verified on every replica and watched.
+
+    Args:
+        model_dir: the SavedModel directory (already checked by `push_to_volume`).
+        config: the push settings; `replica_addresses` names the fleet.
+        progress: called with (bytes copied, total bytes) during the copy.
+        on_replica: called whenever a replica's state changes (a live display).
+        on_watch: called after every sample of the watch.
+    """
+    from tfx_serving_ext.publish.push import UNREACHABLE, VolumePushResult
+
+    try:
+        fleet = Fleet.connect(
+            config.replica_addresses,
+            protocol=config.server_protocol,
+            metrics_port=config.metrics_port,
+        )
+    except FleetError as exc:
+        message = f"fleet not usable, nothing published: {exc}"
+        return VolumePushResult(pushed=False, verification=UNREACHABLE, message=message)
+    with fleet:
+        return _push(fleet, model_dir, config, progress, on_replica, on_watch)
+
+
+def _push(
+    fleet: Fleet,
+    model_dir: Path,
+    config: VolumePushConfig,
+    progress: volume.ProgressCallback | None,
+    on_replica: ReplicaCallback | None,
+    on_watch: WatchCallback | None,
+) -> Any:
+    from tfx_serving_ext.publish.push import (
+        LOAD_FAILED,
+        TIMED_OUT,
+        UNREACHABLE,
+        VERIFIED,
+        VolumePushResult,
+    )
+
+    served = served_by_replica(fleet, config.model_name)
+    silent = {address: answer for address, answer in served.items() if isinstance(answer, str)}
+    if silent:
+        states = [ReplicaState(a, REPLICA_UNREACHABLE, message=m) for a, m in silent.items()]
+        message = "replicas not usable, nothing published: " + "; ".join(
+            f"{a}: {m}" for a, m in silent.items()
+        )
+        logger.error("Push failed: %s", message)
+        result = VolumePushResult(pushed=False, verification=UNREACHABLE, message=message)
+        result.replicas = [s.to_dict() for s in states]
+        return result
+    served_before = set().union(*served.values())
+    before = metrics_baseline(fleet, config.model_name) if config.watch_seconds else {}
+
+    published = volume.publish_version(model_dir, config.base_directory, progress=progress)
+    version = published.version
+    others = [v for v in served_before if v != version]
+    previous = max(others) if others else None
+    result = VolumePushResult(
+        pushed=True, version=version, destination=str(published.path),
+        copy_seconds=published.copy_seconds,
+    )  # fmt: skip
+    verification = verify_fleet(
+        fleet, config.model_name, version, config.verify_timeout_seconds, on_change=on_replica
+    )
+    result.replicas = [s.to_dict() for s in verification.replicas]
+    if not verification.ok:
+        result.verification = {END: LOAD_FAILED, TIMEOUT: TIMED_OUT}.get(
+            verification.failed_state, UNREACHABLE
+        )
+        _undo(fleet, config, result, previous, verification.message, on_replica)
+        return result
+    result.verification = VERIFIED
+    result.available_seconds = time.monotonic() - published.renamed_at
+    result.message = verification.message
+    volume.record_verified_version(config.base_directory, version)
+
+    stable_version = _stable_version(config, previous)
+    try:
+        if config.canary_label:
+            result.labels = move_labels(
+                fleet, config.model_config_file, config.model_name,
+                {config.canary_label: version}, timeout=config.verify_timeout_seconds,
+            )  # fmt: skip
+        if config.watch_seconds:
+            report = _watch(fleet, config, version, previous, before, on_watch)
+            result.watch = report.to_dict()
+            if report.verdict == FAILED:
+                reason = f"the watch rolled version {version} back: " + "; ".join(report.reasons)
+                _undo(fleet, config, result, stable_version or previous, reason, on_replica)
+                return result
+            result.message += f"; watch {report.verdict} after {report.elapsed_seconds:.0f}s"
+        result.labels = _final_labels(fleet, config, version, previous) or result.labels
+    except LabelNotRouted as exc:
+        _undo(fleet, config, result, stable_version or previous, str(exc), on_replica)
+        return result
+    _retain(fleet, config, result)
+    return result
+
+
+def _stable_version(config: VolumePushConfig, previous: int | None) -> int | None:
+    from tfx_serving_ext.protocol import model_config
+
+    if not config.stable_label:
+        return None
+    labels = model_config.read_version_labels(config.model_config_file, config.model_name)
+    return labels.get(config.stable_label, previous)
+
+
+def _watch(
+    fleet: Fleet,
+    config: VolumePushConfig,
+    version: int,
+    previous: int | None,
+    before: dict,
+    on_watch: WatchCallback | None,
+) -> WatchReport:
+    replay = []
+    if config.watch_replay:
+        on_disk = list_versions(config.base_directory)
+        dirs = [on_disk[v] for v in (previous, version) if v in on_disk]
+        replay = load_replay_requests(config.watch_requests_file, dirs)
+    return watch_new_version(
+        fleet,
+        config.model_name,
+        new_version=version,
+        previous_version=previous,
+        window_seconds=config.watch_seconds,
+        interval_seconds=config.watch_interval_seconds,
+        thresholds=config.watch_thresholds,
+        replay=replay,
+        metrics_before=before,
+        on_sample=on_watch,
+    )
+
+
+def _final_labels(
+    fleet: Fleet, config: VolumePushConfig, version: int, previous: int | None
+) -> dict[str, int]:
+    targets: dict[str, int] = {}
+    if config.stable_label:
+        targets[config.stable_label] = version
+    for label, target in config.version_labels.items():
+        if target == NEW_VERSION:
+            targets[label] = version
+        elif target == PREVIOUS_VERSION:
+            if previous is None:
+                logger.warning("Label %r: no previous version was served; left unchanged", label)
+                continue
+            targets[label] = previous
+        else:
+            targets[label] = int(target)
+    if not targets:
+        return {}
+    answers = served_by_replica(fleet, config.model_name).values()
+    available = set.intersection(*[_available(answer) for answer in answers])
+    for label, target in list(targets.items()):
+        if target not in available:
+            logger.warning(
+                "Label %r not moved to version %d: not AVAILABLE on every replica (its version "
+                "policy must keep it loaded, e.g. latest { num_versions: 2 })",
+                label,
+                target,
+            )
+            del targets[label]
+    if not targets:
+        return {}
+    return move_labels(
+        fleet, config.model_config_file, config.model_name, targets,
+        timeout=config.verify_timeout_seconds,
+    )  # fmt: skip
+
+
+def _available(answer: set[int] | str) -> set[int]:
+    return answer if isinstance(answer, set) else set()
+
+
+def _undo(
+    fleet: Fleet,
+    config: VolumePushConfig,
+    result: Any,
+    back_to: int | None,
+    reason: str,
+    on_replica: ReplicaCallback | None,
+) -> None:
+    """Takes the new version back: canary label first, then off the volume, then waits."""
+    result.pushed = False
+    result.message = reason
+    logger.error("Push failed: %s", reason)
+    if not config.rollback_on_failure:
+        return
+    version = result.version
+    if config.canary_label and back_to is not None:
+        try:
+            result.labels = move_labels(
+                fleet, config.model_config_file, config.model_name,
+                {config.canary_label: back_to}, timeout=config.verify_timeout_seconds,
+            )  # fmt: skip
+        except LabelNotRouted as exc:
+            result.message += f"; canary label not moved back: {exc}"
+    elif config.model_config_file and Path(config.model_config_file).is_file():
+        from tfx_serving_ext.protocol import model_config
+
+        model_config.drop_labels_on_versions(config.model_config_file, config.model_name, {version})
+    try:
+        volume.remove_version(config.base_directory, version)
+    except volume.NoSuchVersion:
+        result.message += "; the version was already gone from the volume (rolled back?)"
+        return
+    result.rolled_back = True
+    result.message += f"; version {version} was removed again"
+    if back_to is None:
+        return
+    states = wait_fleet_back_on(
+        fleet, config.model_name, back_to, config.verify_timeout_seconds, on_change=on_replica
+    )
+    result.replicas = [s.to_dict() for s in states]
+    behind = [s.address for s in states if s.state == TIMEOUT]
+    result.message += (
+        f"; replicas {behind} not back on version {back_to} in time"
+        if behind
+        else f"; every replica serves version {back_to} again"
+    )
+
+
+def _retain(fleet: Fleet, config: VolumePushConfig, result: Any) -> None:
+    from tfx_serving_ext.protocol import model_config
+
+    protected = {result.version}
+    if config.model_config_file and Path(config.model_config_file).is_file():
+        labels = model_config.read_version_labels(config.model_config_file, config.model_name)
+        protected |= set(labels.values())
+    if not config.keep_versions:
+        return
+    for address, answer in served_by_replica(fleet, config.model_name).items():
+        if isinstance(answer, str):
+            logger.warning("Retention skipped: %s cannot tell what it serves (%s)", address, answer)
+            return
+        protected |= answer
+    result.removed_versions = volume.apply_retention(
+        config.base_directory, config.keep_versions, protected
+    )
