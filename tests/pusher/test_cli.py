@@ -32,10 +32,10 @@ def test_push_versions_rollback_round_trip(tmp_path, half_plus_two_dir, capsys):
 def test_push_refuses_escaping_model_name_and_non_models(tmp_path, half_plus_two_dir, capsys):
     base = tmp_path / "serving"
     assert main(["push", str(half_plus_two_dir), str(base), "--model-name", "../up"]) == 2
-    assert "model name '../up' is not allowed" in capsys.readouterr().out
+    assert "model name '../up' is not allowed" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["push", str(tmp_path / "empty"), str(base)]) == 2
-    assert "No SavedModel found" in capsys.readouterr().out
+    assert "No SavedModel found" in capsys.readouterr().err
     assert not base.exists() or not [p for p in base.iterdir() if p.name.isdigit()]
 
 
@@ -48,5 +48,5 @@ def test_push_with_a_model_config_lacking_the_model_publishes_nothing(
     args = ["push", str(half_plus_two_dir), str(base), "--model-config-file", str(config),
             "--model-name", "m", "--keep", "1"]  # fmt: skip
     assert main(args) == 2
-    assert "has no model named 'm'" in capsys.readouterr().out
+    assert "has no model named 'm'" in capsys.readouterr().err
     assert not base.exists() or not [p for p in base.iterdir() if p.name.isdigit()]

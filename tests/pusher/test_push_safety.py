@@ -42,8 +42,8 @@ def test_a_model_missing_its_variables_is_refused_and_the_volume_is_untouched(
         next(variables.glob("variables.data-*")).unlink()
     capsys.readouterr()
     assert main(["push", str(broken), str(base), "--keep", "1"]) == 2
-    out = capsys.readouterr().out
-    assert "not pushed" in out and "TF Serving cannot load it" in out
+    err = capsys.readouterr().err
+    assert "not pushed" in err and "TF Serving cannot load it" in err
     assert numeric_dirs(base) == [1]
     assert (base / "1" / "variables" / "variables.index").is_file()
 

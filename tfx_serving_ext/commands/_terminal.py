@@ -71,6 +71,7 @@ class Step:
     def __init__(self, terminal: Terminal, title: str, task_id: int | None):
         self.title = title
         self.summary = ""
+        self.failed = False
         self.started = time.monotonic()
         self._terminal = terminal
         self._task_id = task_id
@@ -90,6 +91,14 @@ class Step:
     def done(self, summary: str) -> None:
         """Sets the outcome shown on the step's final line (e.g. "pushed version 2")."""
         self.summary = summary
+
+    def fail(self, reason: str) -> None:
+        """Marks the step failed without an exception: its final line says FAILED and why.
+
+        For failures the command explains itself (a refused model, a full disk): no log tail.
+        """
+        self.failed = True
+        self.summary = reason
 
 
 class Terminal:
@@ -255,6 +264,9 @@ class Terminal:
 
     def _print_done(self, step: Step) -> None:
         took = format_seconds(step.elapsed)
+        if step.failed:
+            self._print_failed_line(step, step.summary)
+            return
         if self._console is not None:
             from rich.text import Text
 
@@ -269,8 +281,18 @@ class Terminal:
             self.print(f"{step.title}{summary} ({took})")
 
     def _print_failure(self, step: Step, exc: BaseException, log_offset: int) -> None:
-        took = format_seconds(step.elapsed)
         reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{_describe(exc)}"
+        self._print_failed_line(step, reason)
+        if self.verbose or isinstance(exc, KeyboardInterrupt):
+            return
+        tail = self.log_tail(log_offset)
+        if tail:
+            self.print(f"last lines of the log ({self.log_path}):")
+            for line in tail:
+                self.print(f"  {line}")
+
+    def _print_failed_line(self, step: Step, reason: str) -> None:
+        took = format_seconds(step.elapsed)
         if self._console is not None:
             from rich.text import Text
 
@@ -280,13 +302,6 @@ class Terminal:
             self._console.print(line, overflow="fold")
         else:
             self.print(f"{step.title}: FAILED after {took}: {reason}")
-        if self.verbose or isinstance(exc, KeyboardInterrupt):
-            return
-        tail = self.log_tail(log_offset)
-        if tail:
-            self.print(f"last lines of the log ({self.log_path}):")
-            for line in tail:
-                self.print(f"  {line}")
 
     def log_tail(self, offset: int = 0, lines: int = FAILED_STEP_LOG_LINES) -> list[str]:
         """Returns the last `lines` lines written to the log after byte `offset`."""

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from tfx_serving_ext.commands._exit_codes import (
+    EXIT_FAILED_VERIFICATION,
+    EXIT_IO_ERROR,
+    EXIT_OK,
+    EXIT_REFUSED,
+    HelpFormatter,
+    exit_codes_epilog,
+    io_error_line,
+    versions_on,
+)
 from tfx_serving_ext.commands._terminal import Terminal, default_log_path
 from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
 
@@ -17,6 +28,16 @@ def add_parser(subparsers) -> None:
             "into BASE_DIR under a new version number, atomically; with --server waits until "
             "the server reports it AVAILABLE and removes it again if it fails to load."
         ),
+        epilog=exit_codes_epilog(
+            ok="pushed (and AVAILABLE on --server)",
+            failed_verification="the server did not serve it (failed to load, timed out, "
+            "unreachable);\n     the version is removed again unless --no-rollback-on-failure",
+            refused="refused: not a loadable model, bad arguments or model config; nothing "
+            "published",
+            io_error="I/O error (disk full, permission denied, read-only volume); nothing "
+            "published,\n     no temporary file left: fix the storage and push again",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="the model to push")
     parser.add_argument("base_dir", metavar="BASE_DIR", help="the serving volume")
@@ -42,7 +63,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Pushes; returns 0 when pushed (and verified), 1 when not, 2 on bad input."""
+    """Pushes; returns 0 when pushed (and verified), else the code the epilog lists."""
     # The terminal is set up before TensorFlow loads: its C++ start-up lines go to the log.
     log_path = getattr(args, "log_file", None) or default_log_path("push")
     with Terminal(log_path, verbose=getattr(args, "verbose", False), announce_log=True) as terminal:
@@ -55,11 +76,16 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
     from tfx_serving_ext.publish.push import PushConfigError, VolumePushConfig, push_to_volume
     from tfx_serving_ext.publish.volume import UnsafeModelPath, VolumeError
 
+    refusals = (SavedModelError, PushConfigError, ModelConfigError, UnsafeModelPath, VolumeError)
     try:
         labels = dict(item.split("=", 1) for item in args.label)
     except ValueError:
-        print(f"error: --label takes LABEL=TARGET, got {args.label}")
-        return 2
+        terminal.print(f"error: --label takes LABEL=TARGET, got {args.label}")
+        return EXIT_REFUSED
+    if Path(args.base_dir).exists() and not Path(args.base_dir).is_dir():
+        terminal.print(f"error: {args.base_dir} is not a directory: give the serving volume")
+        return EXIT_REFUSED
+    before = versions_on(args.base_dir)
     try:
         model_dir = find_serving_model_dir(args.model_dir)
         config = VolumePushConfig(
@@ -73,23 +99,41 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
             verify_timeout_seconds=args.timeout,
             rollback_on_failure=not args.no_rollback_on_failure,
         )
-        verify = f", waiting until {args.server} serves it" if args.server else ""
-        with terminal.step(f"Publishing a new version on {args.base_dir}{verify}") as step:
+    except refusals as exc:
+        terminal.print(f"error: {exc}")
+        return EXIT_REFUSED
+    verify = f", waiting until {args.server} serves it" if args.server else ""
+    with terminal.step(f"Publishing a new version on {args.base_dir}{verify}") as step:
 
-            def copied(done: int, total: int) -> None:
-                step.update(f"copied {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+        def copied(done: int, total: int) -> None:
+            step.update(f"copied {done / 1e6:.1f} of {total / 1e6:.1f} MB")
 
+        try:
             result = push_to_volume(model_dir, config, progress=copied)
-            step.done(f"version {result.version}" if result.pushed else f"FAILED: {result.message}")
-    except (
-        SavedModelError,
-        PushConfigError,
-        ModelConfigError,
-        UnsafeModelPath,
-        VolumeError,
-    ) as exc:
-        print(f"error: {exc}")
-        return 2
+        except refusals as exc:
+            step.fail("refused")
+            error, code = str(exc), EXIT_REFUSED
+        except OSError as exc:
+            step.fail("I/O error")
+            error, code = (
+                io_error_line(
+                    exc,
+                    args.base_dir,
+                    before,
+                    unchanged="nothing was published",
+                    again="push again",
+                ),
+                EXIT_IO_ERROR,
+            )
+        else:
+            if result.pushed:
+                step.done(f"version {result.version}")
+            else:
+                step.fail(result.verification)
+            error, code = None, EXIT_OK
+    if error is not None:
+        terminal.print(f"error: {error}")
+        return code
     print(f"{'pushed' if result.pushed else 'FAILED'}: {result.message}")
     if result.version is not None and result.pushed:
         print(f"version {result.version} at {result.destination}")
@@ -97,4 +141,4 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
         print(f"labels: {result.labels}")
     if result.removed_versions:
         print(f"removed by retention: {result.removed_versions}")
-    return 0 if result.pushed else 1
+    return EXIT_OK if result.pushed else EXIT_FAILED_VERIFICATION

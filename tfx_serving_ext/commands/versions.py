@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
 
+from tfx_serving_ext.commands._exit_codes import (
+    EXIT_IO_ERROR,
+    EXIT_OK,
+    EXIT_REFUSED,
+    HelpFormatter,
+    describe_io_error,
+    exit_codes_epilog,
+    print_error,
+)
 from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
 
 
@@ -15,6 +26,12 @@ def add_parser(subparsers) -> None:
             "Lists the version directories under BASE_DIR (TF Serving's model_base_path), the "
             "next version a push would take, and with --server the state of each version there."
         ),
+        epilog=exit_codes_epilog(
+            ok="listed (a server that cannot be asked is a warning)",
+            refused="refused: no BASE_DIR, an unreadable high-water mark or model config",
+            io_error="I/O error: the volume cannot be read (permission denied, failing disk)",
+        ),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("base_dir", metavar="BASE_DIR", help="the serving volume")
     add_server_args(parser)
@@ -24,18 +41,39 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _size(path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def _size(path: Path) -> int:
+    total = 0
+    for entry in path.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # retention may archive it meanwhile
+            if entry.is_file():
+                total += entry.stat().st_size
+    return total
 
 
 def run(args: argparse.Namespace) -> int:
+    """Lists the versions; returns 0, else the code the epilog lists."""
+    from tfx_serving_ext.protocol.model_config import ModelConfigError
+    from tfx_serving_ext.publish.volume import VolumeError
+
+    if not Path(args.base_dir).is_dir():
+        print_error(f"{args.base_dir} is not a directory: give the serving volume (BASE_DIR)")
+        return EXIT_REFUSED
+    try:
+        print_table(args)
+    except (VolumeError, ModelConfigError) as exc:
+        print_error(str(exc))
+        return EXIT_REFUSED
+    except OSError as exc:
+        print_error(f"I/O error: {describe_io_error(exc)}: cannot read {args.base_dir}")
+        return EXIT_IO_ERROR
+    return EXIT_OK
+
+
+def print_table(args: argparse.Namespace) -> None:
+    """Prints the versions on the volume with their size, state on the server and labels."""
     from tfx_serving_ext.publish import volume
 
-    try:
-        versions = volume.list_versions(args.base_dir)
-    except FileNotFoundError:
-        print(f"error: {args.base_dir} does not exist")
-        return 1
+    versions = volume.list_versions(args.base_dir)
     states: dict[int, str] = {}
     if args.server:
         from tfx_serving_ext.client.client import ServingClient, ServingError
@@ -70,4 +108,3 @@ def run(args: argparse.Namespace) -> int:
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
     print(f"next version: {volume.next_version(args.base_dir)}")
-    return 0

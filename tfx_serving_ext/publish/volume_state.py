@@ -75,17 +75,11 @@ def raise_high_water_mark(base: Path, version: int) -> None:
     """Records `version` as claimed; the caller holds the volume lock."""
     if version <= read_high_water_mark(base):
         return
-    state = base / STATE_DIR
-    tmp = state / f"{HIGH_WATER_MARK_FILE}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{version}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, state / HIGH_WATER_MARK_FILE)
-    fsync_dir(state)
+    _write_state_file(base, HIGH_WATER_MARK_FILE, f"{version}\n")
 
 
 def _write_state_file(base: Path, name: str, text: str) -> None:
+    """Replaces `name` atomically; on failure (disk full) the old file stays, no temp is left."""
     state = base / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     tmp = state / f"{name}.{os.getpid()}.tmp"
@@ -126,9 +120,19 @@ def move_to_trash(base: Path, path: Path) -> Path | None:
 
 
 def remove_tree_safely(base: Path, path: Path) -> None:
-    """Renames `path` out of TF Serving's sight (into the trash), then deletes it."""
-    target = move_to_trash(base, path)
+    """Renames `path` out of TF Serving's sight (into the trash), then deletes it.
+
+    For directories TF Serving never loads (staging, archive): when the trash cannot be made
+    (a full disk has no block for a new directory), `path` is deleted where it is instead, so
+    cleaning up after a failed publish never fails itself.
+    """
+    try:
+        target = move_to_trash(base, path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
     if target is None:
         return
-    fsync_dir(base)
+    with contextlib.suppress(OSError):
+        fsync_dir(base)
     shutil.rmtree(target, ignore_errors=True)
