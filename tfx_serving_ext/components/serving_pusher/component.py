@@ -57,7 +57,12 @@ class ServingPusher(base_component.BaseComponent):
     The PushedModel carries `pushed` (1/0), `pushed_destination`, `pushed_version` as the stock
     Pusher writes them, plus `verification` ("available", "load_failed", "timeout",
     "unreachable", "not_verified"), `verification_message`, `rolled_back`, `refused_by`,
-    `version_labels` and `removed_versions`.
+    `version_labels` and `removed_versions`. A fleet push (`fleet` in the push destination)
+    adds `replicas` (JSON: each replica's address and last state); a watched push
+    (`watch_seconds`) adds `watch` (JSON: the figures of both versions, replayed and from the
+    replicas' metrics, the verdict and its reasons) and `watch_verdict`. A version the watch
+    rolled back is a successful run with `pushed=0`, `rolled_back=1` and the reason in
+    `verification_message`.
     """
 
     SPEC_CLASS = ServingPusherSpec

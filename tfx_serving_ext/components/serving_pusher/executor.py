@@ -42,6 +42,11 @@ REFUSED_BY = "refused_by"
 VERIFICATION = "verification"
 VERIFICATION_MESSAGE = "verification_message"
 ROLLED_BACK = "rolled_back"
+# A fleet push: each replica's last state (JSON list); a watched push: the watch's figures (JSON)
+# and its verdict (passed, failed: rolled back, inconclusive: too little traffic to judge).
+REPLICAS = "replicas"
+WATCH = "watch"
+WATCH_VERDICT = "watch_verdict"
 # Set by InfraValidator (and ServingCanary) when the blessing carries a warmed-up model.
 _INFRA_BLESSING_HAS_MODEL = "has_model"
 
@@ -76,11 +81,22 @@ def push_to_serving_volume(model_dir: Path, push_destination: str) -> PushOutcom
         verification=result.verification,
         message=result.message,
         rolled_back=result.rolled_back,
-        properties={
-            "version_labels": json.dumps(result.labels, sort_keys=True),
-            "removed_versions": json.dumps(result.removed_versions),
-        },
+        properties=_volume_properties(result),
     )
+
+
+def _volume_properties(result: Any) -> dict[str, str | int]:
+    """Returns the PushedModel's volume-specific properties: labels, retention, replicas, watch."""
+    properties: dict[str, str | int] = {
+        "version_labels": json.dumps(result.labels, sort_keys=True),
+        "removed_versions": json.dumps(result.removed_versions),
+    }
+    if result.replicas:
+        properties[REPLICAS] = json.dumps(result.replicas, sort_keys=True)
+    if result.watch is not None:
+        properties[WATCH] = json.dumps(result.watch, sort_keys=True)
+        properties[WATCH_VERDICT] = result.watch["verdict"]
+    return properties
 
 
 def push_to_cloud_run_destination(model_dir: Path, push_destination: str) -> PushOutcome:

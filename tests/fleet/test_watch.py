@@ -1,0 +1,85 @@
+"""The post-push watch: a version that errors on traffic after the swap is rolled back in time."""
+
+from __future__ import annotations
+
+import json
+
+from tests.fleet.conftest import MODEL, PinnedClients, newest_available
+from tfx_serving_ext.protocol.versions import list_versions
+from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
+
+
+def watched(fleet, **overrides) -> VolumePushConfig:
+    settings = dict(
+        base_directory=str(fleet.base),
+        model_name=MODEL,
+        fleet=fleet.grpc,
+        verify_timeout_seconds=60,
+        watch_seconds=20,
+        watch_interval_seconds=0.2,
+    )
+    settings.update(overrides)
+    return VolumePushConfig(**settings)
+
+
+def test_version_erroring_on_replayed_traffic_is_rolled_back_within_the_window(fleet, fleet_models):
+    """v2 loads and warms up (x = -1) but fails on x = 2, which v1 was warmed with."""
+    samples = []
+    with PinnedClients(fleet.grpc, version=1) as pinned:
+        result = push_to_volume(
+            fleet_models.errors_on_traffic, watched(fleet), on_watch=samples.append
+        )
+    watch = result.watch
+    assert (result.pushed, result.rolled_back, result.verification) == (False, True, "available")
+    assert watch["verdict"] == "failed"
+    assert watch["elapsed_seconds"] < 20  # stopped at the first bad sample, not at the end
+    assert result.message.startswith("the watch rolled version 2 back: replayed requests")
+    assert "x must not be positive" in result.message
+    # v1's warmup record (x = 2) fails at v2, v2's own (x = -1) does not.
+    assert watch["replayed"]["new"]["error_rate"] == 0.5
+    assert watch["replayed"]["previous"]["errors"] == 0
+    assert watch["replayed"]["previous"]["requests"] == watch["replayed"]["new"]["requests"]
+    assert set(watch["replicas"]) == set(fleet.grpc)
+    assert [r["state"] for r in result.replicas] == ["ROLLED_BACK"] * 3
+    assert sorted(list_versions(fleet.base)) == [1]
+    assert [newest_available(a) for a in fleet.grpc] == [1, 1, 1]
+    assert samples and samples[-1].verdict == "failed"
+    assert pinned.failures == []
+
+
+def test_good_version_passes_the_watch_and_stays(fleet, fleet_models):
+    result = push_to_volume(fleet_models.good, watched(fleet, watch_seconds=1.5))
+    assert (result.pushed, result.rolled_back) == (True, False)
+    assert result.watch["verdict"] == "passed" and result.watch["reasons"] == []
+    assert result.watch["elapsed_seconds"] >= 1.5
+    replayed = result.watch["replayed"]
+    # v1's and v2's warmup records (x = 2 each), 4 a sample per version and replica.
+    assert replayed["new"]["requests"] >= 12 and replayed["new"]["errors"] == 0
+    assert replayed["new"]["p99_ms"] is not None
+    assert "watch passed" in result.message
+    assert [newest_available(a) for a in fleet.grpc] == [2, 2, 2]
+
+
+def test_pusher_records_the_watch_and_a_rollback_is_a_successful_run(fleet, fleet_models, tmp_path):
+    from tfx.types import standard_artifacts
+
+    from tests.pusher.conftest import model_artifact
+    from tfx_serving_ext.components.serving_pusher import executor
+
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = str(tmp_path / "pushed")
+    executor.Executor().Do(
+        {"model": [model_artifact(tmp_path / "model", fleet_models.errors_on_traffic)]},
+        {"pushed_model": [pushed]},
+        {"destination": "serving_volume", "push_destination": watched(fleet).to_json()},
+    )
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert pushed.get_int_custom_property("rolled_back") == 1
+    assert pushed.get_string_custom_property("watch_verdict") == "failed"
+    assert "the watch rolled version 2 back" in pushed.get_string_custom_property(
+        "verification_message"
+    )
+    watch = json.loads(pushed.get_string_custom_property("watch"))
+    assert watch["replayed"]["new"]["error_rate"] == 0.5
+    replicas = json.loads(pushed.get_string_custom_property("replicas"))
+    assert {r["address"]: r["state"] for r in replicas} == dict.fromkeys(fleet.grpc, "ROLLED_BACK")
