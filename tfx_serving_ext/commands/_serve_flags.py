@@ -10,8 +10,12 @@ or with a value (`--enable_batching=false`). Each flag is one of:
   system caches, response encoding) and changes nothing a client can see; accepted silently;
 - hardware: GPU, TPU, TFLite, XLA and mixed precision, meaningless on this CPU server; accepted
   with one warning naming those given;
-- not implemented: meaningful, but the embedded server does not do it yet (metrics,
-  TLS, ...); accepted with one warning naming those given, so that nobody believes they are on.
+- not implemented: meaningful, but the embedded server does not do it yet (CORS, ALTS, ...);
+  accepted with one warning naming those given, so that nobody believes they are on.
+
+Besides them, `serve` has flags of its own (kind "ours") for limits tensorflow_model_server
+does not have: `--request_max_{rank,elements,bytes}`, `--rest_api_max_{body_bytes,connections}`,
+`--rest_api_{header,body}_timeout_seconds`, `--grpc_max_{message_bytes,concurrent_streams}`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 from dataclasses import dataclass
 
 SERVED, NO_EFFECT, HARDWARE, NOT_IMPLEMENTED = "served", "no effect", "hardware", "not implemented"
+OURS = "ours"
 
 
 def parse_bool(value: str) -> bool:
@@ -77,7 +82,7 @@ def _flags() -> list[Flag]:
         Flag("tensorflow_intra_op_parallelism", i, 0, SERVED, "threads within one op"),
         Flag("tensorflow_inter_op_parallelism", i, 0, SERVED, "ops run at once"),
         Flag("use_alts_credentials", b, False, NOT_IMPLEMENTED),
-        Flag("ssl_config_file", s, "", NOT_IMPLEMENTED),
+        Flag("ssl_config_file", s, "", SERVED, "text-format SSLConfig: gRPC over TLS"),
         Flag("platform_config_file", s, "", NOT_IMPLEMENTED),
         Flag("per_process_gpu_memory_fraction", f, 0.0, HARDWARE),
         Flag("saved_model_tags", s, "serve", SERVED, "comma-separated tag set to load"),
@@ -86,7 +91,13 @@ def _flags() -> list[Flag]:
         Flag("enable_model_warmup", b, True, SERVED),
         Flag("num_request_iterations_for_warmup", i, 1, SERVED),
         Flag("version", b, False, SERVED, "print the version and exit"),
-        Flag("monitoring_config_file", s, "", NOT_IMPLEMENTED),
+        Flag(
+            "monitoring_config_file",
+            s,
+            "",
+            SERVED,
+            "text-format MonitoringConfig: Prometheus metrics on the REST port",
+        ),
         Flag("remove_unused_fields_from_bundle_metagraph", b, True, NO_EFFECT),
         Flag("prefer_tflite_model", b, False, HARDWARE),
         Flag("use_tflite_model", b, False, HARDWARE),
@@ -105,7 +116,23 @@ def _flags() -> list[Flag]:
     ]
 
 
-FLAGS: dict[str, Flag] = {flag.name: flag for flag in _flags()}
+def _own_flags() -> list[Flag]:
+    # This server's own limits (issue 18); tensorflow_model_server has no such flags.
+    i, f = int, float
+    return [
+        Flag("request_max_rank", i, 32, OURS, "highest rank of an input tensor"),
+        Flag("request_max_elements", i, 64 * 2**20, OURS, "elements of a request's inputs"),
+        Flag("request_max_bytes", i, 512 * 2**20, OURS, "decoded bytes of a request's inputs"),
+        Flag("rest_api_max_body_bytes", i, 64 * 2**20, OURS, "REST body after decompression"),
+        Flag("rest_api_max_connections", i, 512, OURS, "open REST connections (503 beyond)"),
+        Flag("rest_api_header_timeout_seconds", f, 10.0, OURS, "time to send request headers"),
+        Flag("rest_api_body_timeout_seconds", f, 30.0, OURS, "time to send a request body"),
+        Flag("grpc_max_message_bytes", i, 2**31 - 1, OURS, "largest gRPC request message"),
+        Flag("grpc_max_concurrent_streams", i, 0, OURS, "gRPC calls per connection (0: any)"),
+    ]
+
+
+FLAGS: dict[str, Flag] = {flag.name: flag for flag in _flags() + _own_flags()}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -114,6 +141,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         name = f"--{flag.name}"
         if flag.kind == SERVED:
             default, help_text = flag.default, flag.help
+        elif flag.kind == OURS:
+            default, help_text = flag.default, f"{flag.help} (this server's own limit)"
         else:
             # None tells "not given" apart from a given value, for the warnings.
             default, help_text = None, argparse.SUPPRESS
@@ -156,3 +185,8 @@ def warnings_for(args: argparse.Namespace) -> list[str]:
 def saved_model_tags(text: str) -> tuple[str, ...]:
     """Returns the tag set of --saved_model_tags ("serve,gpu" -> ("serve", "gpu"))."""
     return tuple(tag.strip() for tag in text.split(",") if tag.strip())
+
+
+def own_flag_values(args: argparse.Namespace) -> dict[str, object]:
+    """Returns this server's own limit flags by name (each is a ServerOptions field too)."""
+    return {flag.name: getattr(args, flag.name) for flag in FLAGS.values() if flag.kind == OURS}

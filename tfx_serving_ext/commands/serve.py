@@ -12,7 +12,12 @@ import logging
 import signal
 import threading
 
-from tfx_serving_ext.commands._serve_flags import add_flags, saved_model_tags, warnings_for
+from tfx_serving_ext.commands._serve_flags import (
+    add_flags,
+    own_flag_values,
+    saved_model_tags,
+    warnings_for,
+)
 from tfx_serving_ext.commands._terminal import Terminal, default_log_path
 
 logger = logging.getLogger(__name__)
@@ -93,6 +98,9 @@ def _serve(args: argparse.Namespace, terminal: Terminal) -> int:
         enable_batching=args.enable_batching,
         batching_parameters_file=args.batching_parameters_file,
         enable_per_model_batching_parameters=args.enable_per_model_batching_parameters,
+        monitoring_config_file=args.monitoring_config_file,
+        ssl_config_file=args.ssl_config_file,
+        **own_flag_values(args),
     )
     stop = threading.Event()
 

@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
 
 from tfx_serving_ext.checks.model_runner import LocalModel
 from tfx_serving_ext.protocol import model_config as config_lib
+from tfx_serving_ext.protocol import tensors
 from tfx_serving_ext.protocol.errors import (
     CODE_NUMBERS,
     ServingError,
@@ -27,6 +28,7 @@ from tfx_serving_ext.protocol.errors import (
 from tfx_serving_ext.protocol.saved_model import SERVE_TAG
 from tfx_serving_ext.server.batching import ServerBatching
 from tfx_serving_ext.server.manager import LoadPolicy, ModelManager
+from tfx_serving_ext.server.metrics import ServingMetrics
 from tfx_serving_ext.server.servable import Servable
 from tfx_serving_ext.server.source import VersionSource
 from tfx_serving_ext.server.warmup import run_warmup
@@ -57,8 +59,13 @@ class ServerCore:
         saved_model_tags: tuple[str, ...] = (SERVE_TAG,),
         allow_version_labels_for_unavailable_models: bool = False,
         batching: ServerBatching | None = None,
+        metrics: ServingMetrics | None = None,
+        request_limits: tensors.RequestLimits = tensors.DEFAULT_LIMITS,
     ):
         self._batching = batching
+        # Every request through either front end is counted here, so gRPC and REST agree.
+        self.metrics = metrics or ServingMetrics()
+        self._limits = request_limits
         self._method_name_check = enable_signature_method_name_check
         self._tags = tuple(saved_model_tags)
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
@@ -167,8 +174,16 @@ class ServerCore:
                 manager.set_aspired_versions(versions)
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
-        model = LocalModel(path, self._tags, method_name_check=self._method_name_check)
-        servable = Servable(name, version, path, model, batching=self._batching)
+        start = time.perf_counter()
+        try:
+            model = LocalModel(path, self._tags, method_name_check=self._method_name_check)
+        except Exception:
+            self.metrics.record_load(path, False, 0.0)
+            raise
+        self.metrics.record_load(path, True, (time.perf_counter() - start) * 1e6)
+        servable = Servable(
+            name, version, path, model, limits=self._limits, batching=self._batching
+        )
         if self._enable_warmup:
             run_warmup(servable, self._warmup_iterations)
         return servable
@@ -215,23 +230,47 @@ class ServerCore:
             return manager.servable(label=model_spec.version_label)
         return manager.servable()
 
-    def predict(self, request):
-        """Returns the PredictResponse for a PredictRequest."""
-        return self.servable_for(request.model_spec).predict(request)
+    def predict(self, request, entrypoint: str = "GRPC"):
+        """Returns the PredictResponse for a PredictRequest (counted under `entrypoint`)."""
+        with self._observed(request.model_spec.name, "Predict", entrypoint):
+            servable = self.servable_for(request.model_spec)
+            return self.run_model(servable.name, "Predict", servable.predict, request)
 
-    def classify(self, request):
+    def classify(self, request, entrypoint: str = "GRPC"):
         """Returns the ClassificationResponse for a ClassificationRequest."""
-        return self.servable_for(request.model_spec).classify(request)
+        with self._observed(request.model_spec.name, "Classify", entrypoint):
+            servable = self.servable_for(request.model_spec)
+            response = self.run_model(servable.name, "Classify", servable.classify, request)
+            self.metrics.record_examples(servable.name, _example_count(request.input))
+            return response
 
-    def regress(self, request):
+    def regress(self, request, entrypoint: str = "GRPC"):
         """Returns the RegressionResponse for a RegressionRequest."""
-        return self.servable_for(request.model_spec).regress(request)
+        with self._observed(request.model_spec.name, "Regress", entrypoint):
+            servable = self.servable_for(request.model_spec)
+            response = self.run_model(servable.name, "Regress", servable.regress, request)
+            self.metrics.record_examples(servable.name, _example_count(request.input))
+            return response
 
-    def multi_inference(self, request):
+    def multi_inference(self, request, entrypoint: str = "GRPC"):
         """Returns the MultiInferenceResponse for a MultiInferenceRequest."""
-        if not request.tasks:
-            raise invalid_argument("Expected at least one task")
-        return self.servable_for(request.tasks[0].model_spec).multi_inference(request)
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        with self._observed(name, "MultiInference", entrypoint):
+            if not request.tasks:
+                raise invalid_argument("Expected at least one task")
+            response = self.servable_for(request.tasks[0].model_spec).multi_inference(request)
+            self.metrics.record_examples(name, _example_count(request.input))
+            return response
+
+    def _observed(self, model_name: str, api: str, entrypoint: str):
+        return self.metrics.observe_request(model_name, _api_label(api, entrypoint), entrypoint)
+
+    def run_model(self, model_name: str, api: str, run, request):
+        """Returns run(request), its time recorded as the model's runtime latency if it succeeds."""
+        start = time.perf_counter()
+        response = run(request)
+        self.metrics.record_runtime(model_name, api, (time.perf_counter() - start) * 1e6)
+        return response
 
     def model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest
@@ -289,3 +328,14 @@ class ServerCore:
             status.status.error_code = CODE_NUMBERS.get(record.error_code, 2)
             status.status.error_message = record.error_message
         return response
+
+
+def _api_label(api: str, entrypoint: str) -> str:
+    # TF Serving's gRPC front end labels the method (Predict), its REST one the URL's verb
+    # (predict, classify, regress).
+    return api if entrypoint == "GRPC" else api.lower()
+
+
+def _example_count(model_input) -> int:
+    kind = model_input.WhichOneof("kind")
+    return len(getattr(model_input, kind).examples) if kind else 0

@@ -17,8 +17,8 @@ from tfx_serving_ext.server.core import ServerCore
 
 logger = logging.getLogger(__name__)
 
-# TF Serving accepts messages up to INT_MAX bytes.
-_MAX_MESSAGE_BYTES = 2**31 - 1
+# TF Serving accepts messages up to INT_MAX bytes (ServerBuilder::SetMaxMessageSize(kint32max)).
+MAX_MESSAGE_BYTES = 2**31 - 1
 
 
 def _serve(context: grpc.ServicerContext, call, request):
@@ -101,21 +101,29 @@ def start_grpc_server(
     *,
     socket_path: str = "",
     channel_arguments: str = "",
+    credentials: grpc.ServerCredentials | None = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    max_concurrent_streams: int = 0,
 ):
     """Returns (server, bound port) with both services started on `host:port` (0 = any port).
 
     With `socket_path`, the server also listens on that Unix socket (TF Serving's
-    --grpc_socket_path); `channel_arguments` are --grpc_channel_arguments.
+    --grpc_socket_path); `channel_arguments` are --grpc_channel_arguments. With `credentials`
+    (--ssl_config_file) every address is served over TLS, as TF Serving does. A message larger
+    than `max_message_bytes` is refused with RESOURCE_EXHAUSTED before it is parsed; with
+    `max_concurrent_streams` > 0 a connection carries at most that many calls at once.
 
     Raises:
         OSError: an address cannot be bound.
         ValueError: `channel_arguments` do not parse.
     """
     options: dict[str, int | str] = {
-        "grpc.max_receive_message_length": _MAX_MESSAGE_BYTES,
-        "grpc.max_send_message_length": _MAX_MESSAGE_BYTES,
+        "grpc.max_receive_message_length": max_message_bytes,
+        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
         "grpc.so_reuseport": 0,
     }
+    if max_concurrent_streams > 0:
+        options["grpc.max_concurrent_streams"] = max_concurrent_streams
     options.update(parse_channel_arguments(channel_arguments))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc-serving"),
@@ -129,7 +137,10 @@ def start_grpc_server(
     bound = 0
     for address in addresses:
         try:
-            result = server.add_insecure_port(address)
+            if credentials is None:
+                result = server.add_insecure_port(address)
+            else:
+                result = server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             raise OSError(f"Cannot bind gRPC server to {address}: {exc}") from exc
         if result == 0:

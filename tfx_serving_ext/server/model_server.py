@@ -10,11 +10,14 @@ from pathlib import Path
 from tfx_serving_ext.protocol import model_config as config_lib
 from tfx_serving_ext.protocol.errors import ServingError
 from tfx_serving_ext.server.batching import ServerBatching
+from tfx_serving_ext.server.config_protos import monitoring_config_class, read_text_proto
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.grpc_service import start_grpc_server
 from tfx_serving_ext.server.manager import LoadPolicy
+from tfx_serving_ext.server.metrics import DEFAULT_PROMETHEUS_PATH
 from tfx_serving_ext.server.options import ServerOptions
 from tfx_serving_ext.server.rest_service import RestServer
+from tfx_serving_ext.server.tls import read_ssl_config, server_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +29,23 @@ class InitialModelsUnavailable(ServingError):
         details = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
         super().__init__("UNKNOWN", f"{len(failures)} model(s) did not become available: {details}")
         self.failures = failures
+
+
+def _prometheus_path(monitoring_config_file: str) -> str:
+    """Returns where the REST port serves metrics per --monitoring_config_file ("" = nowhere).
+
+    Raises:
+        ConfigFileError: the file cannot be read or does not parse.
+    """
+    if not monitoring_config_file:
+        return ""
+    config = read_text_proto(
+        monitoring_config_file, monitoring_config_class(), "--monitoring_config_file"
+    )
+    prometheus = config.prometheus_config
+    if not prometheus.enable:
+        return ""
+    return prometheus.path or DEFAULT_PROMETHEUS_PATH
 
 
 def _set_tensorflow_threading(intra_op: int, inter_op: int) -> None:
@@ -119,6 +139,13 @@ class ModelServer:
             config_lib.validated_model_configs(config)
         except ServingError as exc:
             raise config_lib.ModelConfigError(exc.message) from exc
+        # Both files are read before any model loads: a typo fails start-up at once.
+        metrics_path = _prometheus_path(options.monitoring_config_file)
+        credentials = (
+            server_credentials(read_ssl_config(options.ssl_config_file))
+            if options.ssl_config_file
+            else None
+        )
         _set_tensorflow_threading(
             options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
         )
@@ -135,6 +162,7 @@ class ModelServer:
                 options.allow_version_labels_for_unavailable_models
             ),
             batching=ServerBatching.from_options(options),
+            request_limits=options.request_limits(),
         )
         self._core = core
         try:
@@ -148,6 +176,9 @@ class ModelServer:
                 options.grpc_max_workers,
                 socket_path=options.grpc_socket_path,
                 channel_arguments=options.grpc_channel_arguments,
+                credentials=credentials,
+                max_message_bytes=options.grpc_max_message_bytes,
+                max_concurrent_streams=options.grpc_max_concurrent_streams,
             )
             logger.info("Running gRPC ModelServer at %s ...", self.grpc_address)
             if options.grpc_socket_path:
@@ -162,9 +193,17 @@ class ModelServer:
                     timeout_seconds=options.rest_api_timeout_in_ms / 1000.0,
                     max_body_bytes=options.rest_api_max_body_bytes,
                     max_workers=options.rest_max_workers,
+                    max_connections=options.rest_api_max_connections,
+                    header_timeout_seconds=options.rest_api_header_timeout_seconds,
+                    body_timeout_seconds=options.rest_api_body_timeout_seconds,
+                    metrics_path=metrics_path,
                 )
                 self.rest_port = self._rest_server.start()
                 logger.info("Exporting HTTP/REST API at: %s ...", self.rest_url)
+                if metrics_path:
+                    logger.info("Prometheus metrics at %s%s", self.rest_url, metrics_path)
+            elif metrics_path:
+                logger.warning("--monitoring_config_file: no REST port, so no metrics page")
         except BaseException:
             self.stop()
             raise

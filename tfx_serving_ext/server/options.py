@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tfx_serving_ext.protocol import tensors
+
 
 @dataclass
 class ServerOptions:
@@ -45,7 +47,22 @@ class ServerOptions:
     # When False, rest_api_port=0 turns REST off as in tensorflow_model_server; by default
     # the embedded server picks a free port for it instead.
     enable_rest: bool = True
-    rest_api_max_body_bytes: int = 256 * 1024 * 1024
+    # This server's own limits (tensorflow_model_server has none of these; `serve` flags of the
+    # same names set them). REST: the largest body after gzip/deflate decompression (413 beyond),
+    # the open connections (503 beyond), the time to send a request's headers and its body.
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    rest_api_max_connections: int = 512
+    rest_api_header_timeout_seconds: float = 10.0
+    rest_api_body_timeout_seconds: float = 30.0
+    # Every Predict's input tensors, checked before they are decoded (INVALID_ARGUMENT beyond):
+    # highest rank, elements and bytes (strings by their length) of all inputs together.
+    request_max_rank: int = tensors.DEFAULT_LIMITS.max_rank
+    request_max_elements: int = tensors.DEFAULT_LIMITS.max_elements
+    request_max_bytes: int = tensors.DEFAULT_LIMITS.max_bytes
+    # gRPC: the largest request message (TF Serving's is INT_MAX; RESOURCE_EXHAUSTED beyond) and
+    # calls at once on one connection (0 = gRPC's default, unlimited).
+    grpc_max_message_bytes: int = 2**31 - 1
+    grpc_max_concurrent_streams: int = 0
     # As tensorflow_model_server: open the ports only once every model of the initial config
     # has a version AVAILABLE (warmup included); a model whose versions all fail to load makes
     # start() raise InitialModelsUnavailable naming it. A model with no version on disk is
@@ -79,3 +96,16 @@ class ServerOptions:
     enable_batching: bool = False
     batching_parameters_file: str = ""
     enable_per_model_batching_parameters: bool = False
+    # --monitoring_config_file: text-format MonitoringConfig; with prometheus_config.enable, the
+    # REST port serves TF Serving's metrics at its path (default /monitoring/prometheus/metrics).
+    monitoring_config_file: str = ""
+    # --ssl_config_file: text-format SSLConfig (PEM texts); gRPC is then served over TLS only.
+    ssl_config_file: str = ""
+
+    def request_limits(self) -> tensors.RequestLimits:
+        """Returns the bounds every request's input tensors are checked against."""
+        return tensors.RequestLimits(
+            max_rank=self.request_max_rank,
+            max_elements=self.request_max_elements,
+            max_bytes=self.request_max_bytes,
+        )

@@ -80,7 +80,7 @@ class RestServer:
         host: str,
         port: int,
         timeout_seconds: float = 30.0,
-        max_body_bytes: int = 256 * 1024 * 1024,
+        max_body_bytes: int = 64 * 1024 * 1024,
         max_workers: int = 16,
         *,
         max_connections: int = 512,
@@ -88,6 +88,7 @@ class RestServer:
         body_timeout_seconds: float = 30.0,
         keepalive_timeout_seconds: float = 30.0,
         max_json_parsers: int = 2,
+        metrics_path: str = "",
     ):
         """Creates the server; `start()` binds it.
 
@@ -104,8 +105,11 @@ class RestServer:
             body_timeout_seconds: time a request has to send its body (408 after).
             keepalive_timeout_seconds: idle time after which a kept-alive connection closes.
             max_json_parsers: bodies parsed at once (each costs several times its size).
+            metrics_path: where GET answers the core's metrics as Prometheus text
+                (--monitoring_config_file's prometheus_config.path); "" = nowhere (404).
         """
         self._core = core
+        self._metrics_path = metrics_path
         self._host = host
         self._requested_port = port
         self._timeout = timeout_seconds
@@ -190,6 +194,11 @@ class RestServer:
         path = request.path
         self._guard.request_started(request.transport)
         try:
+            if self._metrics_path and path == self._metrics_path:
+                # As TF Serving's exporter: any method, the page as text/plain.
+                return web.Response(
+                    text=self._core.metrics.render(), content_type="text/plain", charset="utf-8"
+                )
             if not path.startswith("/v1/"):
                 return web.Response(status=404, text="Not Found")
             return await self._dispatch(request, path)
@@ -267,6 +276,10 @@ class RestServer:
         return _json_response(result)
 
     def _predict(self, name: str, version: str | None, label: str | None, body: dict) -> dict:
+        with self._core.metrics.observe_request(name, "predict", "REST"):
+            return self._predict_observed(name, version, label, body)
+
+    def _predict_observed(self, name, version, label, body: dict) -> dict:
         signature_name = body.get("signature_name", DEFAULT_SIGNATURE) or DEFAULT_SIGNATURE
         if not isinstance(signature_name, str):
             raise invalid_argument('"signature_name" must be a string')
@@ -284,7 +297,9 @@ class RestServer:
         )
         predict_request.model_spec.CopyFrom(spec)
         predict_request.model_spec.signature_name = signature_name
-        arrays = servable.predict_arrays(predict_request)
+        arrays = self._core.run_model(
+            servable.name, "Predict", servable.predict_arrays, predict_request
+        )
         return rest_predict.predict_arrays_to_json(arrays, row_format)
 
     def _examples(self, verb: str, name, version, label, body: dict) -> dict:
@@ -302,12 +317,18 @@ class RestServer:
                 rest_examples.regression_to_json,
             ),
         }[verb]
-        signature_name, model_input = rest_examples.input_from_json(body)
-        request = request_type(input=model_input)
+        request = request_type()
         request.model_spec.name = name
-        request.model_spec.signature_name = signature_name
         _set_version(request.model_spec, version, label)
-        return result_to_json(run(request).result)
+        try:
+            signature_name, model_input = rest_examples.input_from_json(body)
+        except ServingError as exc:
+            # A body that does not decode is still a request to this model: counted, as run's are.
+            self._core.metrics.record_request(name, verb, "REST", exc.code, 0.0)
+            raise
+        request.input.CopyFrom(model_input)
+        request.model_spec.signature_name = signature_name
+        return result_to_json(run(request, entrypoint="REST").result)
 
     def _status(self, name, version, label) -> dict:
         request = get_model_status_pb2.GetModelStatusRequest()
