@@ -58,16 +58,32 @@ def render_server(data: dict) -> list[str]:
 
 
 def render_warmup(data: dict) -> list[str]:
-    lines = [f"Model: {data['model']}.", ""]
+    scale = data["scale"]
+    lines = [
+        f"Model: {data['model']}; {scale['cores']} cores; {scale['shards']} gzip shards per "
+        f"split; {scale['num_examples']} examples sampled; each size in a fresh process. "
+        f"{data.get('note', '')}",
+        "",
+    ]
     lines += table(
-        ["examples", "seconds", "examples/s", "warmup records"],
+        ["examples", "writer s", "µs/example", "× 10k", "peak RSS MB", "× 10k",
+         "validator/canary read ms (gzip)", "records read", "read ms (plain)", "records read"],
         [
-            [r["examples"], r["seconds"], r["examples_per_second"], r["warmup_records"]]
-            for r in data["writer_throughput"]
+            [r["examples"], r["writer_seconds"], r["writer_us_per_example"],
+             r["time_per_example_ratio"], r["writer_peak_rss_mb"], r["peak_rss_ratio"],
+             r["read_gzip_ms"], r["read_gzip_records_read"], r["read_plain_ms"],
+             r["read_plain_records_read"]]
+            for r in scale["rows"]
         ],
-    )
-    lines += ["", "p99 of the first 50 gRPC requests after a hot swap:", ""]
-    lines += table(["measure", "p99 ms"], [[k, v] for k, v in data["hot_swap_p99_ms"].items()])
+    )  # fmt: skip
+    lines += [
+        "",
+        f"Time grows at most linearly: {scale['time_grows_at_most_linearly']}; "
+        f"peak RSS flat (≤ 1.1× the 10k run): {scale['peak_rss_flat']}.",
+    ]
+    if "hot_swap_p99_ms" in data:
+        lines += ["", "p99 of the first 50 gRPC requests after a hot swap:", ""]
+        lines += table(["measure", "p99 ms"], [[k, v] for k, v in data["hot_swap_p99_ms"].items()])
     return lines
 
 

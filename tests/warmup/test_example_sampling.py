@@ -187,3 +187,16 @@ def test_beam_sampling_covers_every_shard_and_is_the_same_every_run(splits, tmp_
     everything = [r for f in _files(splits["gzip"]) for r in iter_file_records(f)]
     assert sample == sorted(everything, key=lambda r: record_priority(r, 5))[:40]
     assert {s for s, _ in map(_where, sample)} == set(range(8))
+
+
+def test_records_larger_than_the_scan_chunk_are_found_from_any_offset(tmp_path):
+    import tensorflow as tf
+
+    path = tmp_path / "big.tfrecord"
+    records = [bytes([i]) * 7 + b"\0" * 20_000 + str(i).encode() for i in range(30)]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    sample = sample_files([path], 10)
+    assert len(set(sample.records)) == 10 and set(sample.records) <= set(records)
+    assert sample.records_read == 10

@@ -24,7 +24,7 @@ FOOTER_BYTES = 4  # uint32 masked crc of the data
 # How far past an offset `record_after` looks for a record boundary before giving up: a record
 # larger than this is skipped over by a position inside it.
 MAX_RESYNC_BYTES = 16 * 1024 * 1024
-_SCAN_CHUNK = 64 * 1024
+_SCAN_CHUNK = 8 * 1024  # most tf.Examples are far smaller; larger records take more chunks
 _MASK_DELTA = 0xA282EAD8
 
 
