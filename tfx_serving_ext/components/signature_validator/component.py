@@ -83,7 +83,8 @@ class SignatureValidator(base_component.BaseComponent):
             model: the candidate Model (TFX Trainer layout or a bare SavedModel).
             baseline_model: the Model serving now (e.g. from a latest-blessed resolver); its
                 signatures must all survive in the candidate.
-            examples: Examples; each signature is then run once on `num_examples` of them.
+            examples: Examples; each signature is then run once on `num_examples` of them,
+                sampled from across all the split's files in bounded reads.
             contract: the interface clients expect (ServingContract, dict or JSON); partial
                 contracts check only what they state.
             tags: the meta graph tag set TF Serving loads.

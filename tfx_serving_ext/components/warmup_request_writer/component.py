@@ -46,9 +46,10 @@ class WarmupRequestWriterSpec(ComponentSpec):
 class WarmupRequestWriter(base_beam_component.BaseBeamComponent):
     """Emits a copy of the model with `assets.extra/tf_serving_warmup_requests` (<= 1000 records).
 
-    Examples are sampled uniformly with Apache Beam (DirectRunner unless `beam_pipeline_args`
-    say otherwise); one request per sampled example and signature, of the kind TF Serving
-    expects (Predict / Classify / Regress); every request is replayed in-process before the
+    Examples are sampled uniformly from the whole split with Apache Beam (DirectRunner unless
+    `beam_pipeline_args` say otherwise), holding only the sample in memory, the same sample on
+    every run of the same split; one request per sampled example and signature, of the kind TF
+    Serving expects (Predict / Classify / Regress); every request is replayed in-process before the
     file is written, so a failing one stops the component. The output Model carries the int
     custom properties `warmup_records` and `warmup_records_<signature>`.
     """
