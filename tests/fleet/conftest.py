@@ -121,7 +121,8 @@ def write_config(path: Path, base: Path, labels: dict[str, int] | None = None) -
 def fleet(tmp_path, fleet_models, request):
     """Version 1 on a volume served by three replicas; the third (`strict`) checks method names.
 
-    Parametrize indirectly with {"labels": {...}} to start with labels in the config file.
+    Parametrize indirectly with {"labels": {...}} to start with labels in the config file, and
+    {"metrics": True} to have every replica serve TF Serving's Prometheus metrics.
     """
     from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
@@ -130,6 +131,13 @@ def fleet(tmp_path, fleet_models, request):
     base = tmp_path / "serving" / MODEL
     volume.publish_version(fleet_models.v1, base)
     config_file = write_config(tmp_path / "models.config", base, params.get("labels"))
+    monitoring = ""
+    if params.get("metrics"):
+        monitoring_file = tmp_path / "monitoring.config"
+        monitoring_file.write_text(
+            'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }'
+        )
+        monitoring = str(monitoring_file)
     servers = []
     try:
         for strict in (False, False, True):
@@ -141,6 +149,7 @@ def fleet(tmp_path, fleet_models, request):
                     max_num_load_retries=0,
                     load_retry_interval_seconds=0.1,
                     enable_signature_method_name_check=strict,
+                    monitoring_config_file=monitoring,
                 )
             )
             servers.append(server.start())

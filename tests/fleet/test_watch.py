@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from tests.fleet.conftest import MODEL, PinnedClients, newest_available
 from tfx_serving_ext.protocol.versions import list_versions
 from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
 
 
-def watched(fleet, **overrides) -> VolumePushConfig:
+def watched(served, **overrides) -> VolumePushConfig:
     settings = dict(
-        base_directory=str(fleet.base),
+        base_directory=str(served.base),
         model_name=MODEL,
-        fleet=fleet.grpc,
+        fleet=served.grpc,
         verify_timeout_seconds=60,
         watch_seconds=20,
         watch_interval_seconds=0.2,
@@ -83,3 +86,28 @@ def test_pusher_records_the_watch_and_a_rollback_is_a_successful_run(fleet, flee
     assert watch["replayed"]["new"]["error_rate"] == 0.5
     replicas = json.loads(pushed.get_string_custom_property("replicas"))
     assert {r["address"]: r["state"] for r in replicas} == dict.fromkeys(fleet.grpc, "ROLLED_BACK")
+
+
+@pytest.mark.parametrize("fleet", [{"metrics": True}], indirect=True)
+def test_watch_reads_the_replicas_metrics_and_rolls_back_on_live_errors(fleet, fleet_models):
+    """No replayed traffic: live clients on the latest version start failing after the swap,
+    which only each replica's request_count{status} shows (it has no version label)."""
+    with PinnedClients(fleet.grpc) as live, PinnedClients(fleet.grpc, version=1) as pinned:
+        time.sleep(0.5)  # figures before the swap: successful requests only
+        result = push_to_volume(
+            fleet_models.errors_on_traffic,
+            watched(fleet, fleet=fleet.rest, server_protocol="rest", watch_replay=False),
+        )
+    watch = result.watch
+    assert (result.pushed, result.rolled_back, watch["verdict"]) == (False, True, "failed")
+    assert watch["replayed"]["new"]["requests"] == 0
+    before, after = watch["metrics"]["before"], watch["metrics"]["after"]
+    assert before["requests"] > 0 and before["errors"] == 0
+    assert after["errors"] >= 1 and after["error_rate"] > 0.01
+    assert "INVALID_ARGUMENT" in after["top_errors"]
+    assert "request metrics after the swap vs before it" in result.message
+    assert set(watch["replicas"]) == set(fleet.rest)
+    assert any(r["metrics_after"]["errors"] for r in watch["replicas"].values())
+    assert [newest_available(a) for a in fleet.grpc] == [1, 1, 1]
+    assert live.failures  # clients on the latest version did see version 2 fail
+    assert pinned.failures == []
