@@ -8,6 +8,7 @@ there.
 
 from __future__ import annotations
 
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -44,9 +45,29 @@ def read_ssl_config(path: str | Path):
 
 
 def server_credentials(config) -> grpc.ServerCredentials:
-    """Returns gRPC server credentials for an SSLConfig."""
-    return grpc.ssl_server_credentials(
+    """Returns gRPC server credentials for an SSLConfig, checked to be usable.
+
+    Raises:
+        ConfigFileError: gRPC cannot serve TLS with the key, certificate and CA given (a PEM
+            block that does not decode, or a key that does not match the certificate).
+    """
+    credentials = grpc.ssl_server_credentials(
         [(config.server_key.encode(), config.server_cert.encode())],
         root_certificates=config.custom_ca.encode() if config.custom_ca else None,
         require_client_auth=bool(config.client_verify),
     )
+    # gRPC only finds out when a port is added, and then says "Failed to bind": try it on a
+    # throwaway loopback server, so that the message names the real problem.
+    probe = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    try:
+        usable = probe.add_secure_port("127.0.0.1:0", credentials) != 0
+    except RuntimeError:
+        usable = False
+    finally:
+        probe.stop(None)
+    if not usable:
+        raise ConfigFileError(
+            f"{FLAG}: gRPC cannot serve TLS with this server_key, server_cert and custom_ca: "
+            "check that each is a complete PEM block and that the key belongs to the certificate"
+        )
+    return credentials
