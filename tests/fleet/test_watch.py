@@ -111,3 +111,31 @@ def test_watch_reads_the_replicas_metrics_and_rolls_back_on_live_errors(fleet, f
     assert [newest_available(a) for a in fleet.grpc] == [1, 1, 1]
     assert live.failures  # clients on the latest version did see version 2 fail
     assert pinned.failures == []
+
+
+def test_watch_replays_the_given_requests_file_and_a_missing_one_publishes_nothing(
+    fleet, fleet_models, tmp_path
+):
+    import numpy as np
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from tfx_serving_ext.checks.warmup import write_warmup_file
+    from tfx_serving_ext.protocol.tensors import ndarray_to_tensor_proto
+    from tfx_serving_ext.publish.push_config import PushConfigError
+
+    with pytest.raises(PushConfigError, match="nothing published.*does not exist"):
+        push_to_volume(
+            fleet_models.good, watched(fleet, watch_requests_file=str(tmp_path / "none"))
+        )
+    assert sorted(list_versions(fleet.base)) == [1]
+
+    log = prediction_log_pb2.PredictionLog()
+    ndarray_to_tensor_proto(np.asarray([5.0], np.float32), log.predict_log.request.inputs["x"])
+    requests_file = write_warmup_file(tmp_path / "traffic", [log])
+    result = push_to_volume(
+        fleet_models.errors_on_traffic, watched(fleet, watch_requests_file=str(requests_file))
+    )
+    assert (result.pushed, result.watch["verdict"]) == (False, "failed")
+    # Only the file's request (x = 5) was replayed: every one failed at version 2.
+    assert result.watch["replayed"]["new"]["error_rate"] == 1.0
+    assert result.watch["replayed"]["previous"]["errors"] == 0

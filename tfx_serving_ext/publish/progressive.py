@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tfx_serving_ext.checks.requests import RequestForSignature
 from tfx_serving_ext.protocol.versions import list_versions
 from tfx_serving_ext.publish import volume
 from tfx_serving_ext.publish.fleet import (
@@ -39,7 +40,12 @@ from tfx_serving_ext.publish.fleet import (
     UNREACHABLE as REPLICA_UNREACHABLE,
 )
 from tfx_serving_ext.publish.labels import LabelNotRouted, move_labels
-from tfx_serving_ext.publish.push_config import NEW_VERSION, PREVIOUS_VERSION, VolumePushConfig
+from tfx_serving_ext.publish.push_config import (
+    NEW_VERSION,
+    PREVIOUS_VERSION,
+    PushConfigError,
+    VolumePushConfig,
+)
 from tfx_serving_ext.publish.watch import FAILED, WatchReport, metrics_baseline, watch_new_version
 from tfx_serving_ext.publish.watch_traffic import load_replay_requests
 
@@ -109,12 +115,13 @@ def _push(
         result.replicas = [s.to_dict() for s in states]
         return result
     served_before = set().union(*served.values())
+    # Versions are never reused, so what serves now is what the new version is compared with.
+    previous = max(served_before) if served_before else None
+    replay = _replay_requests(config, previous, model_dir)
     before = metrics_baseline(fleet, config.model_name) if config.watch_seconds else {}
 
     published = volume.publish_version(model_dir, config.base_directory, progress=progress)
     version = published.version
-    others = [v for v in served_before if v != version]
-    previous = max(others) if others else None
     result = VolumePushResult(
         pushed=True, version=version, destination=str(published.path),
         copy_seconds=published.copy_seconds,
@@ -142,7 +149,7 @@ def _push(
                 {config.canary_label: version}, timeout=config.verify_timeout_seconds,
             )  # fmt: skip
         if config.watch_seconds:
-            report = _watch(fleet, config, version, previous, before, on_watch)
+            report = _watch(fleet, config, version, previous, replay, before, on_watch)
             result.watch = report.to_dict()
             if report.verdict == FAILED:
                 reason = f"the watch rolled version {version} back: " + "; ".join(report.reasons)
@@ -166,19 +173,36 @@ def _stable_version(config: VolumePushConfig, previous: int | None) -> int | Non
     return labels.get(config.stable_label, previous)
 
 
+def _replay_requests(
+    config: VolumePushConfig, previous: int | None, model_dir: Path
+) -> list[RequestForSignature]:
+    """Returns the watch's replayed requests, read before anything is published.
+
+    Raises:
+        PushConfigError: `watch_requests_file` is missing or not a file of PredictionLogs.
+    """
+    if not (config.watch_seconds and config.watch_replay):
+        return []
+    from tfx_serving_ext.checks.warmup import WarmupFileError
+
+    on_disk = list_versions(config.base_directory)
+    dirs = [on_disk[previous]] if previous in on_disk else []
+    try:
+        return load_replay_requests(config.watch_requests_file, [*dirs, model_dir])
+    except (FileNotFoundError, WarmupFileError) as exc:
+        message = f"nothing published: the watch cannot replay requests: {exc}"
+        raise PushConfigError(message) from exc
+
+
 def _watch(
     fleet: Fleet,
     config: VolumePushConfig,
     version: int,
     previous: int | None,
+    replay: list[RequestForSignature],
     before: dict,
     on_watch: WatchCallback | None,
 ) -> WatchReport:
-    replay = []
-    if config.watch_replay:
-        on_disk = list_versions(config.base_directory)
-        dirs = [on_disk[v] for v in (previous, version) if v in on_disk]
-        replay = load_replay_requests(config.watch_requests_file, dirs)
     return watch_new_version(
         fleet,
         config.model_name,

@@ -113,7 +113,7 @@ def push_to_volume(
 
     Raises:
         PushConfigError: `model_dir` holds no SavedModel, or (with no server to verify on) its
-            variables are incomplete.
+            variables are incomplete, or the watch's `watch_requests_file` cannot be read.
         model_config.ModelConfigError: the model config file cannot be read or has no entry
             for the model (checked before anything is published).
         volume.UnsafeModelPath: the model tree links outside itself.
