@@ -284,6 +284,21 @@ def served_by_replica(fleet: Fleet, model_name: str) -> dict[str, set[int] | str
     return answers
 
 
+def version_states_by_replica(fleet: Fleet, model_name: str) -> dict[str, dict[int, str] | str]:
+    """Returns each replica's {version: state} for the model, or why it did not answer."""
+    from tfx_serving_ext.protocol.errors import ServingError
+
+    answers: dict[str, dict[int, str] | str] = {}
+    for replica in fleet.replicas:
+        try:
+            statuses = replica.client.model_status(model_name)
+        except ServingError as exc:
+            answers[replica.address] = {} if exc.code == "NOT_FOUND" else f"{exc.code}: {exc}"
+            continue
+        answers[replica.address] = {s.version: s.state for s in statuses}
+    return answers
+
+
 def wait_fleet_back_on(
     fleet: Fleet,
     model_name: str,
