@@ -82,3 +82,21 @@ def test_label_canary_needs_both_labels_and_a_config_file(tmp_path):
         VolumePushConfig(str(tmp_path), canary_label="canary", server_address="x:1")
     with pytest.raises(PushConfigError, match="needs model_config_file"):
         VolumePushConfig(str(tmp_path), canary_label="canary", stable_label="stable", fleet=["x:1"])
+
+
+def test_version_labels_move_once_every_replica_serves_the_version(fleet, fleet_models):
+    config = VolumePushConfig(
+        base_directory=str(fleet.base),
+        model_name=MODEL,
+        model_config_file=str(fleet.config_file),
+        fleet=fleet.grpc,
+        version_labels={"canary": "new", "stable": "previous"},
+        keep_versions=1,
+        verify_timeout_seconds=60,
+    )
+    result = push_to_volume(fleet_models.good, config)
+    assert result.pushed and result.labels == {"canary": 2, "stable": 1}
+    assert routed(fleet.grpc, "canary") == [2, 2, 2]
+    assert routed(fleet.grpc, "stable") == [1, 1, 1]
+    # Retention keeps 1 version, but version 1 is labelled and still served: it stays.
+    assert result.removed_versions == [] and sorted(list_versions(fleet.base)) == [1, 2]

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tfx_serving_ext.checks.requests import RequestForSignature
 from tfx_serving_ext.protocol.versions import list_versions
@@ -49,6 +49,9 @@ from tfx_serving_ext.publish.push_config import (
 from tfx_serving_ext.publish.watch import FAILED, WatchReport, metrics_baseline, watch_new_version
 from tfx_serving_ext.publish.watch_traffic import load_replay_requests
 
+if TYPE_CHECKING:
+    from tfx_serving_ext.publish.push import VolumePushResult
+
 logger = logging.getLogger(__name__)
 
 ReplicaCallback = Callable[[ReplicaState], None]
@@ -62,7 +65,7 @@ def push_progressively(
     progress: volume.ProgressCallback | None = None,
     on_replica: ReplicaCallback | None = None,
     on_watch: WatchCallback | None = None,
-) -> Any:
+) -> VolumePushResult:
     """Returns the VolumePushResult of a push verified on every replica and watched.
 
     Args:
@@ -94,7 +97,7 @@ def _push(
     progress: volume.ProgressCallback | None,
     on_replica: ReplicaCallback | None,
     on_watch: WatchCallback | None,
-) -> Any:
+) -> VolumePushResult:
     from tfx_serving_ext.publish.push import (
         LOAD_FAILED,
         TIMED_OUT,
@@ -261,7 +264,7 @@ def _available(answer: set[int] | str) -> set[int]:
 def _undo(
     fleet: Fleet,
     config: VolumePushConfig,
-    result: Any,
+    result: VolumePushResult,
     back_to: int | None,
     reason: str,
     on_replica: ReplicaCallback | None,
@@ -306,7 +309,7 @@ def _undo(
     )
 
 
-def _retain(fleet: Fleet, config: VolumePushConfig, result: Any) -> None:
+def _retain(fleet: Fleet, config: VolumePushConfig, result: VolumePushResult) -> None:
     from tfx_serving_ext.protocol import model_config
 
     protected = {result.version}
