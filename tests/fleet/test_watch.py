@@ -139,3 +139,21 @@ def test_watch_replays_the_given_requests_file_and_a_missing_one_publishes_nothi
     # Only the file's request (x = 5) was replayed: every one failed at version 2.
     assert result.watch["replayed"]["new"]["error_rate"] == 1.0
     assert result.watch["replayed"]["previous"]["errors"] == 0
+
+
+@pytest.mark.parametrize("fleet", [{"metrics": True}], indirect=True)
+def test_a_good_swap_under_live_traffic_passes_a_metrics_watch(fleet, fleet_models):
+    with PinnedClients(fleet.grpc) as live:
+        time.sleep(0.5)
+        result = push_to_volume(
+            fleet_models.good,
+            watched(
+                fleet, fleet=fleet.rest, server_protocol="rest", watch_replay=False,
+                watch_seconds=2,
+            ),
+        )  # fmt: skip
+    assert result.pushed and result.watch["verdict"] == "passed"
+    after = result.watch["metrics"]["after"]
+    assert after["requests"] >= 10 and after["errors"] == 0 and after["p99_ms"] is not None
+    assert live.failures == []
+    assert {v for _, v, _ in live.answers} == {1, 2}
