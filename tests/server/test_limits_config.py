@@ -130,6 +130,43 @@ def test_rest_connection_cap_and_header_timeout(limited):
         assert response.status == 200
 
 
+@pytest.mark.parametrize(("streams", "batched_together"), [(0, True), (1, False)])
+def test_grpc_max_concurrent_streams_holds_calls_beyond_it(
+    tmp_path, hpt_base, streams, batched_together
+):
+    """Two calls at once on one connection: with one stream allowed, the second waits.
+
+    Batching (batches of 2, 1 s timeout) shows it: two calls that reach the server together fill
+    a batch and run at once; when the second cannot start, the first waits out the timeout alone
+    and the second after it, about 2 s in all.
+    """
+    parameters = tmp_path / "batching.pbtxt"
+    parameters.write_text(
+        "max_batch_size { value: 2 } batch_timeout_micros { value: 1000000 } "
+        "num_batch_threads { value: 1 }\n"
+    )
+    options = ServerOptions(
+        model_name=HPT,
+        model_base_path=str(hpt_base),
+        wait_for_initial_models=True,
+        enable_batching=True,
+        batching_parameters_file=str(parameters),
+        grpc_max_concurrent_streams=streams,
+    )
+    with ModelServer(options) as server, grpc.insecure_channel(server.grpc_address) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        grpc.channel_ready_future(channel).result(timeout=10)
+        start = time.monotonic()
+        calls = [stub.Predict.future(predict_request([float(i)]), timeout=30) for i in range(2)]
+        answers = [call.result().outputs["y"].float_val[0] for call in calls]
+        elapsed = time.monotonic() - start
+    assert answers == [2.0, 2.5]
+    if batched_together:
+        assert elapsed < 1.9, f"two calls at once took {elapsed:.2f} s"
+    else:
+        assert elapsed >= 1.9, f"the second call did not wait for a stream ({elapsed:.2f} s)"
+
+
 def test_own_flags_default_to_server_options_defaults():
     defaults = {field.name: field.default for field in dataclasses.fields(ServerOptions)}
     own = {n: f for n, f in _serve_flags.FLAGS.items() if f.kind == _serve_flags.OURS}
