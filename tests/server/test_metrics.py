@@ -21,7 +21,12 @@ from tests.server.conftest import HPT, example, publish
 from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.protocol.errors import ServingError
 from tfx_serving_ext.server import ModelServer, ServerOptions
-from tfx_serving_ext.server.metrics import LATENCY_BUCKETS_USEC
+from tfx_serving_ext.server.metrics import (
+    LATENCY_BUCKETS_USEC,
+    MAX_MODEL_NAMES,
+    OTHER_MODELS,
+    ServingMetrics,
+)
 
 PATH = "/monitoring/prometheus/metrics"
 
@@ -202,3 +207,19 @@ def test_a_config_file_that_does_not_parse_stops_start_up_naming_it(tmp_path, hp
     message = str(info.value)
     assert "--monitoring_config_file" in message and str(bad) in message
     assert "tensorflow.serving.MonitoringConfig" in message and "enabled" in message
+
+
+def test_invented_model_names_cannot_grow_the_page_and_odd_names_stay_parseable():
+    metrics = ServingMetrics()
+    odd = 'a "quoted"\\name\nwith a newline'
+    metrics.record_request(odd, "Predict", "GRPC", "NOT_FOUND", 0.0)
+    for i in range(MAX_MODEL_NAMES + 4):
+        metrics.record_request(f"made-up-{i}", "Predict", "GRPC", "NOT_FOUND", 0.0)
+    page = metrics.render()
+    (family,) = [
+        f for f in text_string_to_metric_families(page) if f.name.endswith("request_count")
+    ]
+    counts = {s.labels["model_name"]: s.value for s in family.samples}
+    assert len(counts) == MAX_MODEL_NAMES + 1
+    assert counts[odd] == 1
+    assert counts[OTHER_MODELS] == 5

@@ -20,8 +20,10 @@ keeps them exactly:
 - `:tensorflow:cc:saved_model:load_attempt_count{model_path, status}` (success/fail) and
   `:tensorflow:cc:saved_model:load_latency{model_path}` (microseconds, cumulative): loads.
 
-Difference from TF Serving: MultiInference is counted in `request_count` and `request_latency`
-(API MultiInference) too; TF Serving leaves it out of both.
+Differences from TF Serving: MultiInference is counted in `request_count` and `request_latency`
+(API MultiInference) too, where TF Serving leaves it out; after MAX_MODEL_NAMES distinct
+`model_name` values, requests naming further models are counted as `__other__`, so that a client
+inventing model names cannot grow the page (and the server) without bound.
 
 The values live in prometheus-client metrics on a registry of this object's own (several
 servers in one process never mix), and `render()` writes them in TF Serving's exposition
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +46,10 @@ from prometheus_client.metrics import MetricWrapperBase
 from tfx_serving_ext.protocol.errors import from_exception
 
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
+# Distinct model_name values kept apart; requests naming yet more (unknown models, made up by a
+# client) are counted under OTHER_MODELS, so that no client can grow the page without bound.
+MAX_MODEL_NAMES = 1000
+OTHER_MODELS = "__other__"
 
 # tensorflow::monitoring::Buckets::Exponential(10, 1.8, 33): ~20 minutes at the top.
 LATENCY_BUCKETS_USEC = tuple(10 * 1.8**i for i in range(33))
@@ -74,7 +81,8 @@ def _number(value: float) -> str:
 def _labels(names: tuple[str, ...], values: dict[str, str], extra: str = "") -> str:
     parts = []
     for name in names:
-        escaped = values[name].replace("\\", "\\\\").replace('"', '\\"')
+        # As TF Serving (backslash, quote), and the line feed the text format also requires.
+        escaped = values[name].replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
         parts.append(f'{name}="{escaped}"')
     if extra:
         parts.append(extra)
@@ -86,6 +94,8 @@ class ServingMetrics:
 
     def __init__(self):
         self.registry = CollectorRegistry(auto_describe=True)
+        self._model_names: set[str] = set()
+        self._names_lock = threading.Lock()
         self._families: dict[str, tuple[str, tuple[str, ...], MetricWrapperBase]] = {}
         self._request_count = self._counter(
             REQUEST_COUNT, "The total number of requests.", ("model_name", "status")
@@ -145,9 +155,19 @@ class ServingMetrics:
         latency_usec: float,
     ) -> None:
         """Counts one request by its status; a successful one also adds its latency."""
+        model_name = self._model_label(model_name)
         self._request_count.labels(model_name, status).inc()
         if status == "OK":
             self._request_latency.labels(model_name, api, entrypoint).observe(latency_usec)
+
+    def _model_label(self, model_name: str) -> str:
+        with self._names_lock:
+            if model_name in self._model_names:
+                return model_name
+            if len(self._model_names) < MAX_MODEL_NAMES:
+                self._model_names.add(model_name)
+                return model_name
+        return OTHER_MODELS
 
     @contextlib.contextmanager
     def observe_request(self, model_name: str, api: str, entrypoint: str) -> Iterator[None]:
