@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tensorflow_serving.apis import inference_pb2
 
-from tests.server.conftest import HPT, example, publish
+from tests.server.conftest import HPT, example, predict_log, publish, write_warmup
 from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.protocol.errors import ServingError
 from tfx_serving_ext.server import ModelServer, ServerOptions
@@ -223,3 +223,18 @@ def test_invented_model_names_cannot_grow_the_page_and_odd_names_stay_parseable(
     assert len(counts) == MAX_MODEL_NAMES + 1
     assert counts[odd] == 1
     assert counts[OTHER_MODELS] == 5
+
+
+def test_a_versions_warmup_is_timed_by_its_path(tmp_path, half_plus_two_dir):
+    base = tmp_path / HPT
+    version = publish(half_plus_two_dir, base, 7)
+    write_warmup(version, [predict_log({"x": [1.0, 2.0]})] * 3)
+    server = serve(base, "prometheus_config { enable: true }")
+    try:
+        page = http(server.rest_url + PATH)[2]
+    finally:
+        server.stop()
+    labels = (("model_path", str(version)), ("status", "OK"))
+    assert samples(page)[(":tensorflow:serving:model_warmup_latency_count", labels)] == 1
+    # Warmup requests are not client requests: TF Serving does not count them.
+    assert ":tensorflow:serving:request_count{" not in page

@@ -185,7 +185,9 @@ class ServerCore:
             name, version, path, model, limits=self._limits, batching=self._batching
         )
         if self._enable_warmup:
-            run_warmup(servable, self._warmup_iterations)
+            start = time.perf_counter()
+            if run_warmup(servable, self._warmup_iterations):
+                self.metrics.record_warmup(path, (time.perf_counter() - start) * 1e6)
         return servable
 
     def model_names(self) -> list[str]:

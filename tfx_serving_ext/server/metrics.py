@@ -18,7 +18,9 @@ keeps them exactly:
   `:tensorflow:serving:request_example_count_total{model}` (counter): tf.Examples per
   Classify/Regress/MultiInference request;
 - `:tensorflow:cc:saved_model:load_attempt_count{model_path, status}` (success/fail) and
-  `:tensorflow:cc:saved_model:load_latency{model_path}` (microseconds, cumulative): loads.
+  `:tensorflow:cc:saved_model:load_latency{model_path}` (microseconds, cumulative): loads;
+- `:tensorflow:serving:model_warmup_latency{model_path, status}` (histogram): a version's warmup
+  file replayed in full (status OK; TF Serving records a failed replay only for some errors).
 
 Differences from TF Serving: MultiInference is counted in `request_count` and `request_latency`
 (API MultiInference) too, where TF Serving leaves it out; after MAX_MODEL_NAMES distinct
@@ -63,6 +65,7 @@ EXAMPLE_COUNTS = "/tensorflow/serving/request_example_counts"
 EXAMPLE_COUNT_TOTAL = "/tensorflow/serving/request_example_count_total"
 LOAD_ATTEMPT_COUNT = "/tensorflow/cc/saved_model/load_attempt_count"
 LOAD_LATENCY = "/tensorflow/cc/saved_model/load_latency"
+WARMUP_LATENCY = "/tensorflow/serving/model_warmup_latency"
 
 
 def prometheus_name(name: str) -> str:
@@ -128,6 +131,12 @@ class ServingMetrics:
         )
         self._load_latency = self._counter(
             LOAD_LATENCY, "Latency in microseconds for SavedModels.", ("model_path",)
+        )
+        self._warmup_latency = self._histogram(
+            WARMUP_LATENCY,
+            "Distribution of wall time (in microseconds) for warming up the model.",
+            ("model_path", "status"),
+            LATENCY_BUCKETS_USEC,
         )
 
     def _counter(self, name: str, help_text: str, labels: tuple[str, ...]) -> Counter:
@@ -196,6 +205,10 @@ class ServingMetrics:
         self._load_attempts.labels(path, "success" if succeeded else "fail").inc()
         if succeeded:
             self._load_latency.labels(path).inc(max(0.0, latency_usec))
+
+    def record_warmup(self, model_path: str | Path, latency_usec: float) -> None:
+        """Adds the time the warmup file of the version at `model_path` took to replay."""
+        self._warmup_latency.labels(str(model_path), "OK").observe(latency_usec)
 
     # ---- exposition -------------------------------------------------------------------------
 
