@@ -5,12 +5,19 @@ request) over gRPC and REST at concurrency 1 and 8, next to calling the same sig
 in-process (the floor), and the latency of the first requests after a hot swap with and
 without a warmup file. Prints a table and writes benchmarks/results/server.json.
 
+Server-side batching: gRPC requests/s and p50/p99 at concurrency 8 and 32 with batching off and
+on (`--enable_batching` with BATCHING_PARAMETERS below; both servers have --grpc_max_threads=32
+so that 32 requests can be in the server at once), and their ratios; beside them, one request
+at a time, the gRPC Predict and the bare signature call: the model's share of a request's cost,
+which is all that batching amortizes (1 / (1 - share) is the most it can gain). Target (issue
+14): on gives at least 2x the requests/s of off at concurrency 32, at a p99 no worse than 1.5x.
+
 The server runs as its own process (`tfx-serving-ext serve`), as it is deployed, so client and
 server do not share one interpreter lock; `--in-process-server` runs it inside the benchmark
 instead. The `grpc-empty` row is a GetModelStatus call: the cost of the Python gRPC stack on both
 ends with no model work, which bounds how close any Python gRPC path can get to in-process.
 
-Run: .venv/bin/python benchmarks/server.py [--seconds 3] [--in-process-server]
+Run: .venv/bin/python benchmarks/server.py [--seconds 3] [--in-process-server] [--batching-only]
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 RESULTS = Path(__file__).resolve().parent / "results" / "server.json"
+GRPC_THREADS = 32
+BATCHING_CONCURRENCY = (8, 32)
+# TF Serving's advice for CPU: batch_timeout_micros 0 (a batch grows while the threads are busy),
+# one batch thread per core, max_batch_size about the number of concurrent clients.
+BATCHING_PARAMETERS = f"""max_batch_size {{ value: 32 }}
+batch_timeout_micros {{ value: 0 }}
+max_enqueued_batches {{ value: 64 }}
+num_batch_threads {{ value: {os.cpu_count() or 1} }}
+"""
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -107,10 +123,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_in_subprocess(base: Path, poll_seconds: float):
+def serve_in_subprocess(base: Path, poll_seconds: float, batching_file: Path | None = None):
     """Yields (gRPC address, REST URL) of `tfx-serving-ext serve` running on `base`."""
     rest_port = _free_port()
-    log_path = base.parent / "server.log"
+    log_path = base.parent / f"server-{base.name}.log"
     command = [
         sys.executable,
         "-m",
@@ -121,7 +137,10 @@ def serve_in_subprocess(base: Path, poll_seconds: float):
         "--model_name=penguin",
         f"--model_base_path={base}",
         f"--file_system_poll_wait_seconds={poll_seconds}",
+        f"--grpc_max_threads={GRPC_THREADS}",
     ]
+    if batching_file is not None:
+        command += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -143,15 +162,128 @@ def serve_in_subprocess(base: Path, poll_seconds: float):
 
 
 @contextlib.contextmanager
-def serve_in_process(base: Path, poll_seconds: float):
+def serve_in_process(base: Path, poll_seconds: float, batching_file: Path | None = None):
     """Yields (gRPC address, REST URL) of a ModelServer running in this process."""
     from tfx_serving_ext.server import ModelServer, ServerOptions
 
     options = ServerOptions(
-        model_name="penguin", model_base_path=str(base), file_system_poll_wait_seconds=poll_seconds
+        model_name="penguin",
+        model_base_path=str(base),
+        file_system_poll_wait_seconds=poll_seconds,
+        grpc_max_workers=GRPC_THREADS,
+        enable_batching=batching_file is not None,
+        batching_parameters_file=str(batching_file or ""),
     )
     with ModelServer(options) as server:
         yield server.grpc_address, server.rest_url
+
+
+def measure_batching(
+    serve,
+    model_dir: Path,
+    work: Path,
+    request,
+    seconds: float,
+    parameters_text: str,
+    rounds: int,
+    in_process,
+) -> dict:
+    """Returns gRPC throughput and latency with batching off and on, and their ratios.
+
+    Both servers run at once and the measurements alternate (off, on, off, on, ...), so that a
+    change in the machine's load during the run weighs on both sides alike; each row is the
+    median of `rounds` measurements.
+    """
+    from tfx_serving_ext.client.client import ServingClient
+
+    parameters = work / "batching.pbtxt"
+    parameters.write_text(parameters_text)
+    samples: dict[tuple[str, int], list[dict]] = {}
+    with contextlib.ExitStack() as stack:
+        clients = {}
+        for batching in ("off", "on"):
+            base = work / f"batching-{batching}"
+            base.mkdir()
+            shutil.copytree(model_dir, base / "1")
+            address, _ = stack.enter_context(
+                serve(base, 1.0, parameters if batching == "on" else None)
+            )
+            clients[batching] = stack.enter_context(ServingClient(address))
+            clients[batching].wait_until_available("penguin", timeout=120)
+        for _ in range(rounds):
+            for concurrency in BATCHING_CONCURRENCY:
+                for batching, client in clients.items():
+                    stats = measure(lambda c=client: c.raw_predict(request), concurrency, seconds)
+                    samples.setdefault((batching, concurrency), []).append(stats)
+            # One request at a time, through gRPC and as the bare signature call: the model's
+            # share of a request's cost, the most that batching the model's work can save.
+            off = clients["off"]
+            samples.setdefault(("off", 1), []).append(
+                measure(lambda c=off: c.raw_predict(request), 1, seconds)
+            )
+            samples.setdefault(("signature call", 1), []).append(measure(in_process, 1, seconds))
+    rows = []
+    for (batching, concurrency), runs in samples.items():
+        row = {"batching": batching, "concurrency": concurrency}
+        row["requests"] = sum(r["requests"] for r in runs)
+        for key in ("p50_ms", "p99_ms", "throughput_rps"):
+            row[key] = float(np.median([r[key] for r in runs]))
+        rows.append(row)
+    ratios = []
+    for concurrency in BATCHING_CONCURRENCY:
+        off, on = (
+            next(r for r in rows if r["batching"] == b and r["concurrency"] == concurrency)
+            for b in ("off", "on")
+        )
+        ratios.append(
+            {
+                "concurrency": concurrency,
+                "throughput_on_over_off": on["throughput_rps"] / off["throughput_rps"],
+                "p99_on_over_off": on["p99_ms"] / off["p99_ms"],
+            }
+        )
+    at_32 = next(r for r in ratios if r["concurrency"] == 32)
+    bare = next(r for r in rows if r["batching"] == "signature call")
+    grpc_1 = next(r for r in rows if r["batching"] == "off" and r["concurrency"] == 1)
+    model_share = bare["p50_ms"] / grpc_1["p50_ms"]
+    return {
+        "cores": os.cpu_count(),
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "grpc_max_threads": GRPC_THREADS,
+        "rounds": rounds,
+        "seconds_each": seconds,
+        "parameters": " ".join(parameters_text.split()),
+        "rows": rows,
+        "ratios": ratios,
+        # p50 of the bare signature call over p50 of a gRPC Predict, one at a time: the share
+        # of a request's cost that batching can amortize; 1 / (1 - share) is the most it gains
+        # even if a batch cost nothing (the rest is gRPC, decoding, checks, the response).
+        "model_share_of_request": model_share,
+        "throughput_ceiling_on_over_off": 1.0 / max(1e-9, 1.0 - model_share),
+        "target": "at concurrency 32: throughput on/off >= 2.0 at p99 on/off <= 1.5",
+        "target_met": at_32["throughput_on_over_off"] >= 2.0 and at_32["p99_on_over_off"] <= 1.5,
+    }
+
+
+def print_batching(batching: dict) -> None:
+    print(f"\nServer-side batching ({batching['cores']} cores; {batching['parameters']}):")
+    print(f"{'batching':<15}{'conc':>5}{'requests':>10}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    for r in batching["rows"]:
+        print(
+            f"{r['batching']:<15}{r['concurrency']:>5}{r['requests']:>10}{r['p50_ms']:>9.3f}"
+            f"{r['p99_ms']:>9.3f}{r['throughput_rps']:>9.0f}"
+        )
+    print(
+        f"model's share of a request (signature call p50 / gRPC Predict p50, one at a time): "
+        f"{batching['model_share_of_request']:.2f}; so batching can gain at most "
+        f"{batching['throughput_ceiling_on_over_off']:.2f}x"
+    )
+    for r in batching["ratios"]:
+        print(
+            f"concurrency {r['concurrency']}: req/s on/off {r['throughput_on_over_off']:.2f}x, "
+            f"p99 on/off {r['p99_on_over_off']:.2f}x"
+        )
+    print(f"target ({batching['target']}) met: {batching['target_met']}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement")
     parser.add_argument(
         "--in-process-server", action="store_true", help="run the server inside this process"
+    )
+    parser.add_argument(
+        "--batching-parameters",
+        default=BATCHING_PARAMETERS,
+        help="text-format BatchingParameters of the batching-on server",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of off and on")
+    parser.add_argument(
+        "--batching-only",
+        action="store_true",
+        help="measure only batching off vs on (updates that part of the results)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -170,33 +313,50 @@ def main(argv: list[str] | None = None) -> int:
     from tfx_serving_ext.client.client import ServingClient
 
     work = Path(tempfile.mkdtemp(prefix="server-bench-"))
+    serve = serve_in_process if args.in_process_server else serve_in_subprocess
     try:
         model_dir = train_penguin_model(work / "model", epochs=5, seed=0)
         serialized = penguin_examples()[0].SerializeToString()
         batch = np.array([serialized], dtype=object)
-
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "penguin"
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
         loaded = tf.saved_model.load(str(model_dir))
         signature = loaded.signatures["serving_default"]
+
+        def in_process():
+            outputs = signature(examples=tf.constant(batch))
+            return {k: v.numpy() for k, v in outputs.items()}
+
+        if args.batching_only:
+            results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+            results["batching"] = measure_batching(
+                serve,
+                model_dir,
+                work,
+                request,
+                args.seconds,
+                args.batching_parameters,
+                args.rounds,
+                in_process,
+            )
+            print_batching(results["batching"])
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            print(f"wrote {RESULTS}")
+            return 0
+
         results: dict = {
             "model": "penguin serving_default, 1 example per request",
             "server": "in-process" if args.in_process_server else "subprocess",
         }
         rows = []
 
-        def in_process():
-            outputs = signature(examples=tf.constant(batch))
-            return {k: v.numpy() for k, v in outputs.items()}
-
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "penguin"
-        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
-
         base = work / "base"
         base.mkdir()
         shutil.copytree(model_dir, base / "1")
         status_request = get_model_status_pb2.GetModelStatusRequest()
         status_request.model_spec.name = "penguin"
-        serve = serve_in_process if args.in_process_server else serve_in_subprocess
         with serve(base, 0.05) as (grpc_address, rest_url):
             grpc_client = ServingClient(grpc_address)
             rest_client = ServingClient(rest_url, protocol="rest")
@@ -236,6 +396,16 @@ def main(argv: list[str] | None = None) -> int:
             r for r in results["steady_state"] if r["path"] == "grpc" and r["concurrency"] == 1
         )
         results["target_grpc_p50_c1_within_3x"] = grpc_c1["p50_ratio_to_in_process"] <= 3.0
+        results["batching"] = measure_batching(
+            serve,
+            model_dir,
+            work,
+            request,
+            args.seconds,
+            args.batching_parameters,
+            args.rounds,
+            in_process,
+        )
 
         print(
             f"{'path':<11}{'conc':>5}{'requests':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -253,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\ngRPC p50 at concurrency 1 within 3x of in-process: "
             f"{results['target_grpc_p50_c1_within_3x']} ({grpc_c1['p50_ratio_to_in_process']:.2f}x)"
         )
+        print_batching(results["batching"])
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {RESULTS}")
