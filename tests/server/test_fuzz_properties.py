@@ -257,6 +257,12 @@ VALUE_FIELDS = [
 ]
 
 
+# (signature, its input, its dtype) of half plus two: float `x`, serialized tf.Examples.
+AIMED_INPUTS = [
+    ("serving_default", "x", types_pb2.DT_FLOAT),
+    ("classify_x_to_y", "inputs", types_pb2.DT_STRING),
+    ("regress_x_to_y", "inputs", types_pb2.DT_STRING),
+]
 # A dtype and the field its values go in: the "consistent" tensors reach the model.
 FIELD_OF_DTYPE = {
     types_pb2.DT_FLOAT: "float_val",
@@ -270,11 +276,11 @@ FIELD_OF_DTYPE = {
 
 
 @st.composite
-def tensor_protos(draw) -> tensor_pb2.TensorProto:
+def tensor_protos(draw, likely_dtype: int = types_pb2.DT_FLOAT) -> tensor_pb2.TensorProto:
     """Returns a TensorProto: half of them with values that fit their dtype and shape."""
     consistent = draw(st.booleans())
     if consistent:
-        dtype = draw(st.sampled_from([types_pb2.DT_FLOAT] * 3 + list(FIELD_OF_DTYPE)))
+        dtype = draw(st.sampled_from([likely_dtype] * 6 + list(FIELD_OF_DTYPE)))
     else:
         dtype = draw(st.sampled_from(DTYPES))
     tensor = tensor_pb2.TensorProto(dtype=dtype)
@@ -327,9 +333,11 @@ def model_specs(draw, spec) -> None:
 @st.composite
 def predict_requests(draw) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
-    if draw(st.booleans()):  # aimed at the model: its name, its signature, its one input
+    if draw(st.booleans()):  # aimed at the model: its name, a signature, that one's input
         request.model_spec.name = HPT
-        request.inputs["x"].CopyFrom(draw(tensor_protos()))
+        signature, name, dtype = draw(st.sampled_from(AIMED_INPUTS))
+        request.model_spec.signature_name = signature
+        request.inputs[name].CopyFrom(draw(tensor_protos(likely_dtype=dtype)))
         return request
     draw(model_specs(request.model_spec))
     for _ in range(draw(st.sampled_from([1, 1, 1, 0, 2, 3]))):
@@ -387,20 +395,24 @@ class Fuzzed:
     def __init__(self, served) -> None:
         self.served = served
         self.killer: str | None = None
+        self.last_input = "the warm-up"
         self.baseline_rss = 0
         self.rest = urlsplit(served.rest_url)
         self.channel = grpc.insecure_channel(served.grpc_address)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
 
-    def check_alive(self, what: str) -> None:
+    def check_alive(self, what: str | None = None) -> None:
+        """Fails (for this input and every later one) once the server has died."""
         if self.killer is None and not self.served.alive():
-            self.killer = what
+            self.killer = what or self.last_input
+        if what is not None:
+            self.last_input = what
         assert self.killer is None, (
             f"the server died after {self.killer}: {self.served.describe_exit()}"
         )
 
     def post(self, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
-        self.check_alive("an earlier input")
+        self.check_alive()
         connection = http.client.HTTPConnection(
             self.rest.hostname, self.rest.port, timeout=REQUEST_TIMEOUT
         )
@@ -416,7 +428,7 @@ class Fuzzed:
         return response.status, answer
 
     def call(self, method: str, request) -> tuple[str, object]:
-        self.check_alive("an earlier input")
+        self.check_alive()
         SENT[f"gRPC {method}"] += 1
         try:
             reply = getattr(self.stub, method)(request, timeout=REQUEST_TIMEOUT)
