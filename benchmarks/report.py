@@ -54,6 +54,43 @@ def render_server(data: dict) -> list[str]:
             ["warmup", "latencies ms"],
             [[k, ", ".join(f"{v:.1f}" for v in values)] for k, values in first.items()],
         )
+    batching = data.get("batching")
+    if batching:
+        lines += ["", *render_server_batching(batching)]
+    return lines
+
+
+def render_server_batching(data: dict) -> list[str]:
+    lines = [
+        f"Server-side batching, gRPC, {data['cores']} cores (1-minute load average "
+        f"{data['load_average_1min_at_end']:.1f} at the end), median of {data['rounds']} "
+        f"alternated rounds of {data['seconds_each']:g} s; parameters: `{data['parameters']}`:",
+        "",
+    ]
+    lines += table(
+        ["batching", "concurrency", "requests", "p50 ms", "p99 ms", "req/s"],
+        [
+            [r["batching"], r["concurrency"], r["requests"], r["p50_ms"], r["p99_ms"],
+             r["throughput_rps"]]
+            for r in data["rows"]
+        ],
+    )  # fmt: skip
+    lines += ["", *table(
+        ["concurrency", "req/s on / off", "p99 on / off"],
+        [[r["concurrency"], f"{r['throughput_on_over_off']:.2f}x", f"{r['p99_on_over_off']:.2f}x"]
+         for r in data["ratios"]],
+    )]  # fmt: skip
+    lines += [
+        "",
+        f"Target ({data['target']}) met: **{data['target_met']}**. The model's share of a "
+        f"request (bare signature call p50 / gRPC Predict p50, one at a time) is "
+        f"{data['model_share_of_request']:.2f}: batching amortizes roughly that share, so it "
+        f"can gain roughly {data['throughput_ceiling_on_over_off']:.1f}x here (an estimate: "
+        "rounds on this shared machine differ by tens of percent); the rest of a request's cost "
+        "(gRPC, decoding, checks, the response, in Python) is paid per request whether batched "
+        "or not, so 2x needs a front end whose per-request cost is small next to the model's "
+        "(TF Serving's C++) or a model whose call dominates the request.",
+    ]
     return lines
 
 
