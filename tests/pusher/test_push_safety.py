@@ -68,3 +68,23 @@ def test_rollback_takes_every_spelling_of_a_version(tmp_path, half_plus_two_dir,
     assert "version 8 is now the newest" in capsys.readouterr().out
     assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["8"]
     assert len(list((base / ".tfx_serving_ext" / "archive").iterdir())) == 2
+
+
+def test_retention_takes_every_spelling_of_a_version(tmp_path, half_plus_two_dir):
+    """Retention archiving `1` but leaving `00000001` would leave version 1 on the volume."""
+    base = tmp_path / "serving"
+    for name in ("1", "00000001"):
+        shutil.copytree(half_plus_two_dir, base / name)
+    assert main(["push", str(half_plus_two_dir), str(base), "--keep", "1"]) == 0
+    assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["2"]
+    assert sorted(volume.list_versions(base)) == [2]
+
+
+def test_removing_a_failed_version_takes_every_spelling(tmp_path, half_plus_two_dir):
+    """The removal a failed verification does: no spelling of the version is left to load."""
+    base = tmp_path / "serving"
+    for name in ("8", "9", "0009"):
+        shutil.copytree(half_plus_two_dir, base / name)
+    volume.remove_version(base, 9)
+    assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["8"]
+    assert volume.next_version(base) == 10  # the number is burnt, never reused
