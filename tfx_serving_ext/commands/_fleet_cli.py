@@ -91,9 +91,11 @@ def add_watch_args(parser: argparse.ArgumentParser) -> None:
 
 
 def progressive_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Returns the VolumePushConfig fields the fleet and watch flags set."""
-    return {
-        "fleet": fleet_entries(args.fleet),
+    """Returns the VolumePushConfig fields the fleet and watch flags set (none when unset)."""
+    entries = fleet_entries(args.fleet)
+    settings: dict[str, Any] = {"server_protocol": fleet_protocol(args, entries)} if entries else {}
+    return settings | {
+        "fleet": entries,
         "metrics_port": args.metrics_port,
         "watch_seconds": args.watch,
         "watch_requests_file": args.watch_requests,
