@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.server.conftest import publish
+from tests.server.conftest import example, publish
 from tfx_serving_ext.client.client import ServingClient, ServingError
 from tfx_serving_ext.server import ModelServer, ServerOptions
 from tfx_serving_ext.server.batching import BatchingParametersError
@@ -84,16 +84,18 @@ def counting_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, counting_model_dir, penguin_model_dir):
-    """One server, batching on: the counting model under each PARAMETERS name, and penguin."""
+def server(tmp_path_factory, counting_model_dir, penguin_model_dir, half_plus_two_dir):
+    """One server, batching on: the counting model under each PARAMETERS name, penguin, and
+    half_plus_two (a TF1 graph, run in a Session) with the server's parameters."""
     root = tmp_path_factory.mktemp("batching")
     configs = []
     for name, text in PARAMETERS.items():
         version_dir = publish(counting_model_dir, root / name, 1)
         (version_dir / "batching_params.pbtxt").write_text(text)
         configs.append(f'config {{ name: "{name}" base_path: "{root / name}" }}')
-    publish(penguin_model_dir, root / "penguin", 1)
-    configs.append(f'config {{ name: "penguin" base_path: "{root / "penguin"}" }}')
+    for name, model_dir in (("penguin", penguin_model_dir), ("hpt", half_plus_two_dir)):
+        publish(model_dir, root / name, 1)
+        configs.append(f'config {{ name: "{name}" base_path: "{root / name}" }}')
     config_file = root / "models.config"
     config_file.write_text("model_config_list {\n" + "\n".join(configs) + "\n}\n")
     parameters_file = root / "batching.pbtxt"
@@ -230,6 +232,22 @@ def test_penguin_answers_batched_equal_unbatched(client, penguin_model_dir, peng
         assert set(result.outputs) == set(expected)
         for name, value in expected.items():
             np.testing.assert_allclose(result.outputs[name], value.numpy(), rtol=1e-5)
+
+
+def test_classify_and_regress_run_batched_with_each_callers_answer(client):
+    groups = [[1.0], [2.0, 3.0], [4.0], [5.0, 6.0, 7.0], [8.0]]
+    calls = []
+    for xs in groups:
+        examples = [example(x=x) for x in xs]
+        calls.append(lambda e=examples: client.classify("hpt", e, signature_name="classify_x_to_y"))
+        calls.append(lambda e=examples: client.regress("hpt", e, signature_name="regress_x_to_y"))
+    results = _concurrently(calls)
+    for index, (result, _) in enumerate(results):
+        xs = groups[index // 2]
+        if index % 2 == 0:
+            assert result.classes == [[("", x * 0.5 + 2.0)] for x in xs]
+        else:
+            assert result.values == [x * 0.5 + 2.0 for x in xs]
 
 
 @pytest.mark.parametrize(
