@@ -1,6 +1,7 @@
 """Executes a compiled KFP v2 PipelineJob JSON here, task by task, as the KFP v2 launcher would.
 
-For each task of `root.dag`, in topological order:
+For each task of `root.dag`, in topological order (with `max_parallel_tasks` > 1, tasks whose
+upstream tasks are done run concurrently, as KFP runs them):
 - builds the ExecutorInput: input parameters per the spec's schema version (2.1:
   `parameterValues` from `runtimeValue.constant`; 2.0: `parameters` from
   `runtimeValue.constantValue`), input artifacts from the upstream tasks' outputs (name, type, URI,
@@ -25,8 +26,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,7 @@ class ArtifactStore:
         self.artifacts: list[dict[str, Any]] = (
             json.loads(self.path.read_text()) if self.path.is_file() else []
         )
+        self._lock = threading.RLock()  # concurrent tasks reserve names and record outputs
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,16 +95,18 @@ class ArtifactStore:
 
     def new_name(self) -> str:
         """Returns a fresh artifact resource name (reserved: the counter persists)."""
-        counter_file = self.path.with_suffix(".counter")
-        number = int(counter_file.read_text()) + 1 if counter_file.is_file() else 1
-        counter_file.parent.mkdir(parents=True, exist_ok=True)
-        counter_file.write_text(str(number))
-        return f"{ARTIFACT_NAME_PREFIX}{number}"
+        with self._lock:
+            counter_file = self.path.with_suffix(".counter")
+            number = int(counter_file.read_text()) + 1 if counter_file.is_file() else 1
+            counter_file.parent.mkdir(parents=True, exist_ok=True)
+            counter_file.write_text(str(number))
+            return f"{ARTIFACT_NAME_PREFIX}{number}"
 
     def record(self, artifact: dict[str, Any], producer: str) -> None:
         """Stores a produced runtime artifact (LIVE)."""
-        self.artifacts.append({**artifact, "state": "LIVE", "producer": producer})
-        self._save()
+        with self._lock:
+            self.artifacts.append({**artifact, "state": "LIVE", "producer": producer})
+            self._save()
 
     def query(self, filter_text: str) -> list[dict[str, Any]]:
         """Returns the newest artifact matching a KFP resolver filter (or none).
@@ -112,7 +118,8 @@ class ArtifactStore:
             UnsupportedSpec: any other clause.
         """
         clauses = [_parse_clause(clause.strip()) for clause in filter_text.split(" AND ")]
-        matches = [a for a in self.artifacts if all(_matches(a, c) for c in clauses)]
+        with self._lock:
+            matches = [a for a in self.artifacts if all(_matches(a, c) for c in clauses)]
         return [_runtime_artifact(matches[-1])] if matches else []
 
 
@@ -185,6 +192,15 @@ def _check_keys(what: str, value: Mapping[str, Any], allowed: set[str]) -> None:
         raise UnsupportedSpec(f"{what} uses {unknown}, which this launcher does not implement")
 
 
+def _upstream_tasks(task: Mapping[str, Any]) -> set[str]:
+    """Returns the names of the tasks `task` waits for (dependentTasks and artifact producers)."""
+    deps = set(task.get("dependentTasks", []))
+    for spec in task.get("inputs", {}).get("artifacts", {}).values():
+        if "taskOutputArtifact" in spec:
+            deps.add(spec["taskOutputArtifact"]["producerTask"])
+    return deps
+
+
 def topological_order(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Returns the task names so that every task comes after the tasks it depends on.
 
@@ -193,10 +209,7 @@ def topological_order(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """
     depends: dict[str, set[str]] = {}
     for name, task in tasks.items():
-        deps = set(task.get("dependentTasks", []))
-        for spec in task.get("inputs", {}).get("artifacts", {}).values():
-            if "taskOutputArtifact" in spec:
-                deps.add(spec["taskOutputArtifact"]["producerTask"])
+        deps = _upstream_tasks(task)
         unknown = deps - set(tasks)
         if unknown:
             raise UnsupportedSpec(f"task {name} depends on unknown tasks {sorted(unknown)}")
@@ -277,6 +290,7 @@ class Launcher:
         python: str = sys.executable,
         env: Mapping[str, str] | None = None,
         task_timeout: float = 1800.0,
+        max_parallel_tasks: int = 1,
     ):
         job = json.loads(Path(job_path).read_text())
         _check_keys(
@@ -307,17 +321,48 @@ class Launcher:
             p for p in (str(REPO), self.env.get("PYTHONPATH", "")) if p
         )
         self.task_timeout = task_timeout
+        self.max_parallel_tasks = max_parallel_tasks
 
     def run(self, job_id: str) -> PipelineRun:
-        """Runs every task once, in topological order; returns what each produced.
+        """Runs every task once, each after its upstream tasks; returns what each produced.
+
+        One at a time in topological order, or up to `max_parallel_tasks` at once: a task starts
+        as soon as its upstream tasks are done. After a failure no task starts; the running ones
+        finish, then the first failure is raised.
 
         Raises:
             UnsupportedSpec: the spec needs something not implemented here.
             TaskFailed: a task's process failed (its log's tail is in the message).
         """
         result = PipelineRun(job_id)
-        for name in topological_order(self.tasks):
-            self.run_task(name, result)
+        order = topological_order(self.tasks)
+        if self.max_parallel_tasks <= 1:
+            for name in order:
+                self.run_task(name, result)
+            return result
+        upstream = {name: set(_upstream_tasks(self.tasks[name])) for name in order}
+        running: dict[Any, str] = {}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(self.max_parallel_tasks) as pool:
+            while True:
+                started = set(running.values()) | set(result.tasks)
+                while failure is None and len(running) < self.max_parallel_tasks:
+                    ready = [
+                        n for n in order if n not in started and upstream[n] <= set(result.tasks)
+                    ]
+                    if not ready:
+                        break
+                    running[pool.submit(self.run_task, ready[0], result)] = ready[0]
+                    started.add(ready[0])
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    if future.exception() is not None and failure is None:
+                        failure = future.exception()
+        if failure is not None:
+            raise failure
         return result
 
     def run_task(self, name: str, result: PipelineRun) -> TaskRun:
