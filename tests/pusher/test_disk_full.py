@@ -8,7 +8,12 @@ a new directory needs a free block) filled up for real; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +21,8 @@ from tests.pusher.small_filesystem import PAGE, fill, free_all, mounted, tree_li
 from tfx_serving_ext.cli import main
 from tfx_serving_ext.commands._exit_codes import EXIT_IO_ERROR, EXIT_OK
 from tfx_serving_ext.publish import volume
+
+NOBODY = 65534
 
 
 @pytest.fixture(params=["tmpfs", "ext4"])
@@ -131,3 +138,60 @@ def test_help_lists_the_exit_codes(capsys):
         assert "\n  2  refused" in text and "\n  3  I/O error" in text, command
         if command == "push":
             assert "\n  1  the server did not serve it" in text
+
+
+@pytest.fixture
+def as_nobody():
+    """Runs the block with the effective uid/gid of `nobody` (root only), then restores root."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("switching to another user needs root (CI=true: a failure)")
+        pytest.skip("switching to another user needs root")
+
+    @contextlib.contextmanager
+    def switched():
+        os.setegid(NOBODY)
+        os.seteuid(NOBODY)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
+            os.setegid(0)
+
+    return switched
+
+
+def test_a_volume_the_user_may_not_write_is_an_io_error(half_plus_two_dir, as_nobody, capsys):
+    """Pushing or rolling back as a user without write permission on the volume."""
+    shared = Path(tempfile.mkdtemp(prefix="tfx-serving-ext-perm-"))  # /tmp: others may enter
+    try:
+        shared.chmod(0o755)
+        model = shared / "model"
+        shutil.copytree(half_plus_two_dir, model)
+        logs = shared / "logs"
+        logs.mkdir(mode=0o777)
+        logs.chmod(0o777)
+        base = shared / "serving"
+        for _ in range(2):
+            assert main(["push", str(model), str(base)]) == EXIT_OK  # as root
+        before = tree_listing(base)
+        capsys.readouterr()
+        with as_nobody():
+            pushed = main(["--log-file", str(logs / "push.log"), "push", str(model), str(base)])
+            push_err = capsys.readouterr().err
+            rolled = main(["rollback", str(base)])
+            rollback_err = capsys.readouterr().err
+            listed = main(["versions", str(base)])
+        assert pushed == EXIT_IO_ERROR, push_err
+        [line] = error_lines(push_err)
+        assert line.startswith("error: I/O error: permission denied")
+        assert "nothing was published" in line
+        assert line.endswith("run as a user who may write there and push again")
+        assert rolled == EXIT_IO_ERROR, rollback_err
+        [line] = error_lines(rollback_err)
+        assert "permission denied" in line and "nothing was moved" in line
+        assert listed == EXIT_OK  # reading needs no write permission
+        assert capsys.readouterr().out.splitlines()[-1] == "next version: 3"
+        assert tree_listing(base) == before
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
