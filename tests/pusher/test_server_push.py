@@ -160,6 +160,26 @@ def test_unloadable_model_fails_the_push_and_is_rolled_back(served, unloadable_m
     assert volume.next_version(served.base) == 3
 
 
+def test_cli_exit_codes_tell_a_failed_verification_from_a_refusal(
+    served, unloadable_model_dir, tmp_path, capsys
+):
+    from tfx_serving_ext.cli import main
+
+    common = [str(served.base), "--server", served.server.grpc_address, "--model-name", MODEL]
+    capsys.readouterr()
+    assert main(["push", str(unloadable_model_dir), *common, "--timeout", "60"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED: version 2 failed to load" in captured.out
+    assert "the version was removed again" in captured.out
+    assert "FAILED after" in captured.err and "Traceback" not in captured.err
+    (tmp_path / "empty").mkdir()
+    assert main(["push", str(tmp_path / "empty"), *common]) == 2  # refused, never published
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert "No SavedModel found" in line
+    assert numeric_dirs(served.base) == ["1"]
+    assert served.client.predict(MODEL, {"x": [2.0]}).version == 1
+
+
 def test_cli_rollback_returns_the_server_to_the_previous_version(
     served, half_plus_three_dir, capsys
 ):
