@@ -92,7 +92,13 @@ def test_live_docker_canary_passes_every_tag_and_digest_and_the_blessing_records
     )
     result = json.loads(result_path.read_text())
     properties, report = result["properties"], result["report"]
-    assert properties["blessed"] == 1, report["verdict"]
+    why = {
+        "reasons": report["verdict"]["reasons"],
+        "attempts": report.get("attempts"),
+        "images": report.get("images"),
+        "log": (report.get("server_log_tail") or "")[-2000:],
+    }
+    assert properties["blessed"] == 1, json.dumps(why, indent=1)
     assert properties["tf_serving"] == 1
     # Both images ran, in the ServingSpec's order, and each is recorded with its digest.
     assert [(i["image"], i["blessed"]) for i in report["images"]] == [
