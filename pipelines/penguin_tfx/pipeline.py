@@ -25,6 +25,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.types import channel_utils
 
+from pipelines.penguin_tfx.all_blessed import all_blessed
 from tfx_serving_ext import ServingCanary, ServingPusher, SignatureValidator, WarmupRequestWriter
 
 PIPELINE_NAME = "penguin-tfx"
@@ -68,7 +69,7 @@ def create_pipeline(
     *,
     pipeline_root: str,
     serving_model_dir: str,
-    metadata_path: str,
+    metadata_path: str | None,
     data_root: str = DATA_ROOT,
     module_file: str = MODULE_FILE,
     pipeline_name: str = PIPELINE_NAME,
@@ -81,13 +82,14 @@ def create_pipeline(
     canary_thresholds: dict[str, float | None] | None = None,
     stock_pusher_dir: str | None = None,
     beam_pipeline_args: list[str] | None = None,
+    blessing_gate: bool = False,
 ) -> tfx.dsl.Pipeline:
     """Returns the pipeline; run it with `tfx.orchestration.LocalDagRunner().run(...)`.
 
     Args:
         pipeline_root: where the pipeline's artifacts are written.
         serving_model_dir: the serving volume (TF Serving's model_base_path for `penguin`).
-        metadata_path: the SQLite MLMD file.
+        metadata_path: the SQLite MLMD file (None when compiling for KFP: the platform's MLMD).
         data_root: a directory holding the penguins CSV.
         module_file: the Trainer's module file (its `run_fn`).
         train_steps, seed: the Trainer's steps and random seed (another seed: a retrained model).
@@ -99,6 +101,8 @@ def create_pipeline(
             off, e.g. {"max_p99_ratio": None}).
         stock_pusher_dir: if set, TFX's Pusher also pushes there, gated by our blessings.
         beam_pipeline_args: Beam arguments (default: in-process FnApiRunner).
+        blessing_gate: join the Evaluator's and the validator's blessings in the AllBlessed
+            component instead of a union channel (KubeflowV2DagRunner compiles no unions).
     """
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     examples = example_gen.outputs["examples"]
@@ -147,11 +151,20 @@ def create_pipeline(
     }
     if server_address:
         push_destination.update(server_address=server_address, verify_timeout_seconds=120)
+    gate = None
+    if blessing_gate:
+        gate = all_blessed(
+            evaluator_blessing=evaluator.outputs["blessing"],
+            validator_blessing=validator.outputs["blessing"],
+        ).with_id("AllBlessed")
+        model_blessing = gate.outputs["blessing"]
+    else:
+        model_blessing = channel_utils.union(
+            [evaluator.outputs["blessing"], validator.outputs["blessing"]]
+        )
     pusher = ServingPusher(
         model=warmed_model,
-        model_blessing=channel_utils.union(
-            [evaluator.outputs["blessing"], validator.outputs["blessing"]]
-        ),
+        model_blessing=model_blessing,
         infra_blessing=canary.outputs["blessing"],
         push_destination=push_destination,
     )
@@ -163,6 +176,7 @@ def create_pipeline(
         validator,
         warmup,
         canary,
+        *([gate] if gate else []),
         pusher,
     ]
     if stock_pusher_dir:
@@ -182,7 +196,9 @@ def create_pipeline(
         components=components,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             os.fspath(metadata_path)
-        ),
+        )
+        if metadata_path
+        else None,
         beam_pipeline_args=beam_pipeline_args or BEAM_ARGS,
         enable_cache=False,
     )
