@@ -27,9 +27,11 @@ import gzip
 import http.client
 import json
 import math
+import tempfile
 import time
 import zlib
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
@@ -37,6 +39,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
@@ -49,6 +52,9 @@ from tensorflow_serving.apis import (
 from tests.server.conftest import HPT
 from tests.server.served_subprocess import serve_subprocess
 from tfx_serving_ext.client.client import ServingClient
+
+# Hypothesis caches what it learns under ./.hypothesis by default: keep the checkout clean.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "tfx-serving-ext-hypothesis")
 
 EXAMPLES = {
     "rest_hostile": 180,
