@@ -53,6 +53,24 @@ def test_piped_steps_are_one_plain_line_each_and_logs_stay_in_the_file(tmp_path,
     assert str(log_path) not in root_files
 
 
+def test_a_step_failed_without_an_exception_says_so_in_one_line(tmp_path, monkeypatch):
+    """Step.fail: the command explains the failure itself, so no exception name, no log tail."""
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", screen)
+    log_path = tmp_path / "step.log"
+    with Terminal(log_path) as terminal:
+        with terminal.step("Publishing a new version on /v") as step:
+            logging.getLogger("tfx_serving_ext.publish").error("No space left on device")
+            step.fail("I/O error")
+        terminal.print("error: I/O error: no space left on the device")
+    assert re.fullmatch(
+        r"Publishing a new version on /v: FAILED after \d\.\d s: I/O error\n"
+        r"error: I/O error: no space left on the device\n",
+        screen.getvalue(),
+    )
+    assert "No space left on device" in log_path.read_text()
+
+
 def _canary_args(penguin_model_dir, penguin_csv, output) -> list[str]:
     return [
         *CLI,
