@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.conftest import example, publish
-from tfx_serving_ext.checks.model_runner import TF1_LOADER, TF2_LOADER
+from tfx_serving_ext.checks.model_loading import TF1_LOADER, TF2_LOADER
 from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.protocol.saved_model import read_meta_graph
 from tfx_serving_ext.server import InitialModelsUnavailable, ModelServer, ServerOptions
@@ -110,7 +110,7 @@ def test_tf1_era_model_serves_predict_classify_regress(tmp_path, tf1_model_dir, 
     options = ServerOptions(
         model_name="old", model_base_path=str(base), wait_for_initial_models=True
     )
-    with caplog.at_level(logging.INFO, logger="tfx_serving_ext.checks.model_runner"):
+    with caplog.at_level(logging.INFO, logger="tfx_serving_ext.checks.model_loading"):
         server = ModelServer(options).start()
     try:
         assert server.core.manager("old").servable().model.loader == TF1_LOADER

@@ -30,6 +30,11 @@ from tfx_serving_ext.checks.example_inference import (
     fill_regressions,
     serialized_examples,
 )
+from tfx_serving_ext.checks.model_loading import (
+    first_error_line,
+    load_error,
+    load_signatures,
+)
 from tfx_serving_ext.checks.requests import RequestForSignature
 from tfx_serving_ext.protocol import tensors
 from tfx_serving_ext.protocol.errors import ServingError, from_exception, invalid_argument
@@ -43,10 +48,6 @@ from tfx_serving_ext.protocol.signatures import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-TF2_LOADER = "the TF2 loader (tf.saved_model.load)"
-TF1_LOADER = "the TF1 loader (tf.compat.v1.saved_model.loader.load in a Session)"
 
 
 class RequestFailed(ServingError):
@@ -83,7 +84,6 @@ class LocalModel:
         *,
         method_name_check: bool = False,
     ):
-        import tensorflow as tf
 
         self.path = Path(saved_model_dir)
         self.method_name_check = method_name_check
@@ -97,35 +97,12 @@ class LocalModel:
         try:
             meta_graph = read_meta_graph(self.path, tags)
         except Exception as exc:
-            raise _load_error(self.path, exc, from_exception(exc).message) from exc
+            raise load_error(self.path, exc, from_exception(exc).message) from exc
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dict(meta_graph.signature_def)
-        try:
-            self._loaded = tf.saved_model.load(str(self.path), tags=tags)  # keeps variables
-            self.signatures = dict(self._loaded.signatures)
-            self.loader = TF2_LOADER
-        except Exception as tf2_exc:
-            # TF Serving's C++ loader reads TF 1.x-era exports that TF2's Python loader refuses
-            # (old GraphDef producers, ref-typed tensors); the v1 loader in a Session reads them.
-            try:
-                self._loaded = _SessionModel(self.path, tags, self.signature_defs)
-            except Exception as tf1_exc:
-                raise _load_error(
-                    self.path,
-                    tf1_exc,
-                    f"{TF2_LOADER} failed: {_first_line(str(tf2_exc))}; "
-                    f"{TF1_LOADER} failed: {_first_line(str(tf1_exc))}",
-                ) from tf1_exc
-            self.signatures = self._loaded.signatures
-            self.loader = TF1_LOADER
-            logger.info(
-                "SavedModel %s loaded with %s (%s refused it: %s)",
-                self.path,
-                TF1_LOADER,
-                TF2_LOADER,
-                _first_line(str(tf2_exc)),
-            )
-        else:
-            logger.info("SavedModel %s loaded with %s", self.path, TF2_LOADER)
+        # Keeps the loaded object (its variables) alive as long as the signatures are used.
+        self._loaded, self.signatures, self.loader = load_signatures(
+            self.path, tags, self.signature_defs
+        )
 
     # ---- Predict -------------------------------------------------------------------------
 
@@ -305,62 +282,8 @@ class LocalModel:
             raise RequestFailed(
                 exc.code,
                 f"{item.kind} request to signature '{item.signature_name}' failed: "
-                f"{_first_line(exc.message)}",
+                f"{first_error_line(exc.message)}",
             ) from exc
-
-
-def _load_error(path: Path, exc: BaseException, detail: str) -> ServingError:
-    """Returns the ServingError for a failed load: the TF status code, INTERNAL otherwise."""
-    import tensorflow as tf
-
-    code = from_exception(exc).code if isinstance(exc, tf.errors.OpError) else "INTERNAL"
-    return ServingError(code, f"Failed to load SavedModel from {path}: {detail}")
-
-
-class _SessionModel:
-    """A SavedModel loaded by the TF1 loader into a Session of its own graph.
-
-    Each signature is a callable like a TF2 concrete function's: keyword tensors in, a dict of
-    eager tensors (by output alias) out. Session.run is thread-safe.
-    """
-
-    def __init__(self, path: Path, tags: list[str], signature_defs: dict):
-        import tensorflow as tf
-
-        self.graph = tf.Graph()
-        # config=None: the Session takes the process's threading settings (tf.config.threading).
-        self.session = tf.compat.v1.Session(graph=self.graph)
-        with self.graph.as_default():
-            tf.compat.v1.saved_model.loader.load(self.session, tags, str(path))
-        self.signatures = {
-            name: _SessionSignature(self.session, signature)
-            for name, signature in signature_defs.items()
-        }
-
-    def __del__(self):
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
-
-
-class _SessionSignature:
-    """One signature of a `_SessionModel`, called as a TF2 signature function is."""
-
-    def __init__(self, session, signature: meta_graph_pb2.SignatureDef):
-        self._session = session
-        self._inputs = {alias: info.name for alias, info in signature.inputs.items()}
-        self._outputs = {alias: info.name for alias, info in signature.outputs.items()}
-
-    def __call__(self, **arguments) -> dict:
-        import tensorflow as tf
-
-        unknown = set(arguments) - set(self._inputs)
-        if unknown:
-            raise TypeError(f"unexpected signature inputs: {sorted(unknown)}")
-        feeds = {self._inputs[alias]: np.asarray(value) for alias, value in arguments.items()}
-        aliases = sorted(self._outputs)
-        values = self._session.run([self._outputs[a] for a in aliases], feed_dict=feeds)
-        return {alias: tf.constant(value) for alias, value in zip(aliases, values, strict=True)}
 
 
 def _call(function, arguments: dict[str, np.ndarray]) -> dict:
@@ -412,15 +335,3 @@ def _output_aliases(signature: meta_graph_pb2.SignatureDef, output_filter) -> li
             raise invalid_argument(f"duplicate output tensor alias: {alias}")
         seen.append(alias)
     return seen
-
-
-def _first_line(text: str) -> str:
-    """Returns the line of a TF error that says what went wrong, not where the graph was built."""
-    text = text.strip()
-    skip = ("Graph execution error", "Detected at node", "<stack traces")
-    lines = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not line[0].isspace() and not line.startswith(skip)
-    ]
-    return lines[0][:500] if lines else text[:500]
