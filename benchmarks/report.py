@@ -82,14 +82,12 @@ def render_server_batching(data: dict) -> list[str]:
     )]  # fmt: skip
     lines += [
         "",
-        f"Target ({data['target']}) met: **{data['target_met']}**. The model's share of a "
-        f"request (bare signature call p50 / gRPC Predict p50, one at a time) is "
-        f"{data['model_share_of_request']:.2f}: batching amortizes roughly that share, so it "
-        f"can gain roughly {data['throughput_ceiling_on_over_off']:.1f}x here (an estimate: "
-        "rounds on this shared machine differ by tens of percent); the rest of a request's cost "
-        "(gRPC, decoding, checks, the response, in Python) is paid per request whether batched "
-        "or not, so 2x needs a front end whose per-request cost is small next to the model's "
-        "(TF Serving's C++) or a model whose call dominates the request.",
+        f"Target ({data['target']}) met: **{data['target_met']}**. A lone request spends "
+        f"{data['model_share_of_request']:.0%} of its time in the model's call (signature call "
+        "p50 / gRPC Predict p50); batching shares that call among a batch's requests, while "
+        "the rest (gRPC on both ends, decoding, checks, the response, all in Python on cores "
+        "the client shares) is still paid per request, so it gains far less than TF Serving's "
+        "C++ server, whose per-request cost is small next to the model's.",
     ]
     return lines
 
