@@ -12,7 +12,8 @@ Two parts, built in order of how often they change:
   (`debootstrap --variant=minbase` with Debian's python3, from the mirror apt on this machine
   uses) plus the files of every installed distribution the embedded server imports (TensorFlow,
   gRPC, ...), copied from this virtualenv, imported with `docker import`. Its key hashes what
-  went in (Python version, every installed distribution and version, the suite, this recipe),
+  went in (Python version, each distribution the server imports and its version, the suite,
+  this recipe),
   so it is built once per dependency set and kept in the engine's persistent data root; the
   debootstrap tarball (~100 MB, the part that downloads) is cached beside it.
 - the top (`docker build` FROM the base): the project's source and the two scripts, a few
@@ -45,9 +46,9 @@ from tests.containers.engine import CACHE_ROOT, REPO_ROOT, DockerEngine
 
 logger = logging.getLogger(__name__)
 
-# Bump when the server starts importing a distribution the base lacks: the key below hashes the
-# installed versions, not what the server imports (2: prometheus_client, the metrics endpoint).
-RECIPE_VERSION = "2"
+# Bump when the way the base is built changes. What it holds needs no bump: the key hashes the
+# distributions the server actually imports (a new import, e.g. prometheus_client, is a new key).
+RECIPE_VERSION = "3"
 SUITE = "bookworm"
 DEBOOTSTRAP_PACKAGES = ("python3", "ca-certificates")
 BASE_REPOSITORY = "tfx-serving-ext/serving-base"
@@ -121,19 +122,19 @@ def debian_mirror() -> str:
     )
 
 
-def base_key() -> str:
-    """Returns the hash of what goes into the base: Python, every distribution, the recipe."""
-    distributions = sorted(
-        f"{d.metadata['Name']}=={d.version}"
-        for d in metadata.distributions()
-        if d.metadata["Name"] and d.metadata["Name"] != "tfx-serving-ext"
-    )
+def base_key(distributions: list[metadata.Distribution]) -> str:
+    """Returns the hash of what goes into the base: Python, the server's distributions, the recipe.
+
+    Args:
+        distributions: server_distributions(), what the base holds besides Python.
+    """
+    names = sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions)
     payload = {
         "recipe": RECIPE_VERSION,
         "python": sys.version,
         "suite": SUITE,
         "debootstrap": DEBOOTSTRAP_PACKAGES,
-        "distributions": distributions,
+        "distributions": names,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -244,9 +245,10 @@ def _add_distribution_files(tar: tarfile.TarFile, distribution: metadata.Distrib
         tar.add(source, f"{SITE_PACKAGES_IN_IMAGE}/{relative}", recursive=False)
 
 
-def _build_base(engine: DockerEngine, reference: str) -> None:
+def _build_base(
+    engine: DockerEngine, reference: str, distributions: list[metadata.Distribution]
+) -> None:
     rootfs_tarball = _debootstrap_tarball()
-    distributions = server_distributions()
     logger.warning(
         "Building %s from %s and %d distributions",
         reference,
@@ -353,11 +355,12 @@ def ensure_serving_image(engine: DockerEngine) -> ServingImage:
             finally:
                 client.close()
         return ServingImage(repository, tag, standin=False)
-    base = f"{BASE_REPOSITORY}:{base_key()}"
     began = time.monotonic()
+    distributions = server_distributions()
+    base = f"{BASE_REPOSITORY}:{base_key(distributions)}"
     cached = _image_present(engine, base)
     if not cached:
-        _build_base(engine, base)
+        _build_base(engine, base, distributions)
     base_seconds = time.monotonic() - began
     began = time.monotonic()
     _build_top(engine, base, f"{STANDIN_REPOSITORY}:{STANDIN_TAG}")
