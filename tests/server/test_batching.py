@@ -250,6 +250,24 @@ def test_classify_and_regress_run_batched_with_each_callers_answer(client):
             assert result.values == [x * 0.5 + 2.0 for x in xs]
 
 
+def test_enable_batching_without_a_file_takes_tf_servings_defaults():
+    import os
+
+    from tfx_serving_ext.server.batching import ServerBatching
+
+    batching = ServerBatching.from_options(ServerOptions(enable_batching=True))
+    try:
+        defaults = batching.parameters
+        # SharedBatchScheduler's QueueOptions and Options defaults.
+        assert (defaults.max_batch_size, defaults.batch_timeout_micros) == (1000, 0)
+        assert defaults.max_enqueued_batches == 10
+        assert defaults.num_batch_threads == os.cpu_count()
+        assert defaults.allowed_batch_sizes == () and not defaults.pad_variable_length_inputs
+    finally:
+        batching.stop()
+    assert ServerBatching.from_options(ServerOptions()) is None
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
