@@ -152,6 +152,25 @@ def _image_present(engine: DockerEngine, reference: str) -> bool:
         client.close()
 
 
+def _remove_stale_bases(engine: DockerEngine, current: str) -> None:
+    """Removes base images of earlier keys (~2 GB each) from the engine's persistent data root."""
+    import docker
+
+    client = engine.client()
+    try:
+        for image in client.images.list(name=BASE_REPOSITORY):
+            stale = [tag for tag in image.tags if tag != current]
+            if stale and current not in image.tags:
+                for tag in stale:
+                    logger.warning("Removing the stale stand-in base %s", tag)
+                    try:
+                        client.images.remove(tag)
+                    except docker.errors.APIError as exc:  # still used by a container
+                        logger.warning("Could not remove %s: %s", tag, exc)
+    finally:
+        client.close()
+
+
 def _debootstrap_tarball() -> Path:
     """Returns the cached minbase rootfs tarball, running debootstrap first when absent."""
     mirror = debian_mirror()
@@ -361,6 +380,7 @@ def ensure_serving_image(engine: DockerEngine) -> ServingImage:
     cached = _image_present(engine, base)
     if not cached:
         _build_base(engine, base, distributions)
+        _remove_stale_bases(engine, base)
     base_seconds = time.monotonic() - began
     began = time.monotonic()
     _build_top(engine, base, f"{STANDIN_REPOSITORY}:{STANDIN_TAG}")
