@@ -15,6 +15,7 @@ from tfx.proto import infra_validator_pb2, pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from tests.support.tfx_testdata import artifact
 from tfx_serving_ext.checks.warmup import load_warmup_requests, warmup_file_path
 from tfx_serving_ext.components.serving_canary import executor as canary
 from tfx_serving_ext.components.serving_pusher import executor as pusher
@@ -22,15 +23,7 @@ from tfx_serving_ext.components.serving_pusher import executor as pusher
 SMALL_RUN = {"backend": "embedded", "num_requests": 10, "num_examples": 6, "unmeasured_requests": 1}
 
 
-def _artifact(kind, uri: Path, **properties):
-    artifact = kind()
-    artifact.uri = str(uri)
-    for key, value in properties.items():
-        setattr(artifact, key, value)
-    return artifact
-
-
-def _examples_artifact(records: list[bytes], root: Path):
+def _examplesartifact(records: list[bytes], root: Path):
     import tensorflow as tf
 
     split = root / "Split-eval"
@@ -38,18 +31,18 @@ def _examples_artifact(records: list[bytes], root: Path):
     with tf.io.TFRecordWriter(str(split / "data.gz"), options="GZIP") as writer:
         for record in records:
             writer.write(record)
-    return _artifact(standard_artifacts.Examples, root, split_names='["eval"]')
+    return artifact(standard_artifacts.Examples, root, split_names='["eval"]')
 
 
 def _run_canary(tmp_path: Path, model_dir: Path, records: list[bytes], *, make_warmup: bool):
-    blessing = _artifact(standard_artifacts.InfraBlessing, tmp_path / "blessing")
+    blessing = artifact(standard_artifacts.InfraBlessing, tmp_path / "blessing")
     request_spec = infra_validator_pb2.RequestSpec(make_warmup=make_warmup)
     request_spec.tensorflow_serving.SetInParent()
     context = canary.Executor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="canary")
     canary.Executor(context).Do(
         {
-            canary.MODEL_KEY: [_artifact(standard_artifacts.Model, model_dir)],
-            canary.EXAMPLES_KEY: [_examples_artifact(records, tmp_path / "examples")],
+            canary.MODEL_KEY: [artifact(standard_artifacts.Model, model_dir)],
+            canary.EXAMPLES_KEY: [_examplesartifact(records, tmp_path / "examples")],
         },
         {canary.BLESSING_KEY: [blessing]},
         {
@@ -75,7 +68,7 @@ def test_blessing_carries_the_warmed_model_and_both_pushers_push_it(
     assert not warmup_file_path(model_dir).exists()  # the input model is left as it was
 
     # The stock Pusher, given only the blessing (InfraValidator's documented wiring).
-    stock_pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "stock_pushed")
+    stock_pushed = artifact(standard_artifacts.PushedModel, tmp_path / "stock_pushed")
     destination = pusher_pb2.PushDestination()
     destination.filesystem.base_directory = str(tmp_path / "stock_serving")
     stock_pusher.Executor().Do(
@@ -88,11 +81,11 @@ def test_blessing_carries_the_warmed_model_and_both_pushers_push_it(
     assert len(load_warmup_requests(warmup_file_path(version_dir))) == 6
 
     # ServingPusher, given the model and the blessing: the blessing's warmed model wins.
-    ours = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
+    ours = artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
     Path(ours.uri).mkdir()
     base = tmp_path / "serving" / "penguin"
     pusher.Executor().Do(
-        {"model": [_artifact(standard_artifacts.Model, model_dir)], "infra_blessing": [blessing]},
+        {"model": [artifact(standard_artifacts.Model, model_dir)], "infra_blessing": [blessing]},
         {"pushed_model": [ours]},
         {
             "destination": "serving_volume",

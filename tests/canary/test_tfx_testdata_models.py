@@ -9,43 +9,36 @@ and is refused with the op named in the reasons, the component log and the comma
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from tfx.types import standard_artifacts
 
+from tests.support.tfx_testdata import (
+    ESTIMATOR,
+    ESTIMATOR_PREVIOUS,
+    KERAS,
+    KERNEL_LESS_OP,
+    PENGUIN_EXAMPLES,
+    PUSHED,
+    TAXI_EXAMPLES,
+    artifact,
+)
 from tfx_serving_ext.cli import main
 from tfx_serving_ext.components.serving_canary import executor as canary
 
-TESTDATA = Path(__import__("tfx").__file__).parent / "components" / "testdata"
-KERAS = TESTDATA / "trainer" / "keras"
-ESTIMATOR = TESTDATA / "trainer" / "current"
-ESTIMATOR_PREVIOUS = TESTDATA / "trainer" / "previous"
-PUSHED = TESTDATA / "pusher" / "model_push"
-PENGUIN_EXAMPLES = TESTDATA / "penguin" / "data"
-TAXI_EXAMPLES = TESTDATA / "csv_example_gen"
-KERNEL_LESS_OP = "BoostedTreesBucketize"
 SMALL_RUN = {"backend": "embedded", "num_requests": 12, "num_examples": 6, "unmeasured_requests": 2}
 
 
-def _artifact(kind, uri: Path, **properties):
-    artifact = kind()
-    artifact.uri = str(uri)
-    for key, value in properties.items():
-        setattr(artifact, key, value)
-    return artifact
-
-
 def run_executor(tmp_path, model_uri, examples_root, baseline_uri=None, **config):
-    blessing = _artifact(standard_artifacts.InfraBlessing, tmp_path / "blessing")
+    blessing = artifact(standard_artifacts.InfraBlessing, tmp_path / "blessing")
     inputs = {
-        canary.MODEL_KEY: [_artifact(standard_artifacts.Model, model_uri)],
+        canary.MODEL_KEY: [artifact(standard_artifacts.Model, model_uri)],
         canary.EXAMPLES_KEY: [
-            _artifact(standard_artifacts.Examples, examples_root, split_names='["eval"]')
+            artifact(standard_artifacts.Examples, examples_root, split_names='["eval"]')
         ],
     }
     if baseline_uri is not None:
-        inputs[canary.BASELINE_KEY] = [_artifact(standard_artifacts.Model, baseline_uri)]
+        inputs[canary.BASELINE_KEY] = [artifact(standard_artifacts.Model, baseline_uri)]
     context = canary.Executor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="canary")
     canary.Executor(context).Do(
         inputs,
