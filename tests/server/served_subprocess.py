@@ -55,8 +55,12 @@ class ServedProcess:
 
 
 @contextlib.contextmanager
-def serve_subprocess(model_dir: Path, base: Path, model_name: str) -> Iterator[ServedProcess]:
+def serve_subprocess(
+    model_dir: Path, base: Path, model_name: str, extra_flags: tuple[str, ...] = ()
+) -> Iterator[ServedProcess]:
     """Yields the server serving `model_dir` as version 123 of `model_name`, REST and gRPC on.
+
+    `extra_flags` are appended to serve's command line (e.g. "--request_max_elements=4").
 
     Stops it with SIGTERM (SIGKILL after 30 s) on exit.
     """
@@ -74,6 +78,7 @@ def serve_subprocess(model_dir: Path, base: Path, model_name: str) -> Iterator[S
             f"--model_name={model_name}",
             f"--model_base_path={base}",
             "--file_system_poll_wait_seconds=5",
+            *extra_flags,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

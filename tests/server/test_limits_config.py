@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +20,7 @@ import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.server.conftest import HPT, publish
-from tests.server.served_subprocess import REPO, free_port
+from tests.server.served_subprocess import REPO, serve_subprocess
 from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.commands import _serve_flags
 from tfx_serving_ext.protocol.errors import ServingError
@@ -178,41 +176,16 @@ def test_own_flags_default_to_server_options_defaults():
 
 
 def test_serve_flags_set_the_limits_and_metrics(tmp_path, half_plus_two_dir):
-    base = tmp_path / HPT
-    publish(half_plus_two_dir, base, 123, name="00000123")
     monitoring = tmp_path / "monitoring.pbtxt"
     monitoring.write_text("prometheus_config { enable: true }\n")
-    rest_port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tfx_serving_ext.cli",
-            "serve",
-            "--port=0",
-            f"--rest_api_port={rest_port}",
-            f"--model_name={HPT}",
-            f"--model_base_path={base}",
-            "--request_max_elements=4",
-            "--rest_api_max_body_bytes=1000",
-            f"--monitoring_config_file={monitoring}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
+    flags = (
+        "--request_max_elements=4",
+        "--rest_api_max_body_bytes=1000",
+        f"--monitoring_config_file={monitoring}",
     )
-    try:
-        url = f"http://127.0.0.1:{rest_port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                with urllib.request.urlopen(f"{url}/v1/models/{HPT}", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "serve did not open its REST port"
-                time.sleep(0.5)
+    with serve_subprocess(half_plus_two_dir, tmp_path / HPT, HPT, flags) as served:
+        url = served.rest_url
+        # serve opens its ports once the model is AVAILABLE, as tensorflow_model_server does.
         predict_url = f"{url}/v1/models/{HPT}:predict"
         status, answer = post(predict_url, json.dumps({"instances": [1.0] * 5}).encode())
         assert status == 400 and "at most 4 elements" in answer["error"]
@@ -226,10 +199,3 @@ def test_serve_flags_set_the_limits_and_metrics(tmp_path, half_plus_two_dir):
             f':tensorflow:serving:request_count{{model_name="{HPT}",status="INVALID_ARGUMENT"}} 1'
             in text
         )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
