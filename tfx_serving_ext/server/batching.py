@@ -17,8 +17,9 @@ batch_timeout_micros 0, max_enqueued_batches 10, one batch thread per core). Wit
 replaces the file for that model. The queues and threads are `batch_scheduler`'s.
 
 The tensorflow-serving-api wheel does not ship session_bundle_config_pb2, so the message is
-declared here from the .proto's field list (names, numbers and wrapper types as there), and
-parsed with protobuf's own text_format: a misspelt field is refused with its name and position.
+declared in `config_protos` from the .proto's field list (names, numbers and wrapper types as
+there), and parsed with protobuf's own text_format: a misspelt field is refused with its name
+and position.
 """
 
 from __future__ import annotations
@@ -28,64 +29,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import (
-    descriptor_pb2,
-    descriptor_pool,
-    message_factory,
-    text_format,
-    wrappers_pb2,
-)
+from google.protobuf import text_format
 
 from tfx_serving_ext.server.batch_scheduler import BatchScheduler, QueueOptions
+from tfx_serving_ext.server.config_protos import BATCHING_FIELDS, batching_parameters_class
 
 logger = logging.getLogger(__name__)
 
 PER_MODEL_FILE = "batching_params.pbtxt"
 
-# (name, number, wrapper type or scalar) as in session_bundle_config.proto's BatchingParameters.
-_FIELDS = (
-    ("max_batch_size", 1, ".google.protobuf.Int64Value"),
-    ("batch_timeout_micros", 2, ".google.protobuf.Int64Value"),
-    ("max_enqueued_batches", 3, ".google.protobuf.Int64Value"),
-    ("num_batch_threads", 4, ".google.protobuf.Int64Value"),
-    ("thread_pool_name", 5, ".google.protobuf.StringValue"),
-    ("allowed_batch_sizes", 6, "repeated int64"),
-    ("pad_variable_length_inputs", 7, "bool"),
-    ("enable_large_batch_splitting", 8, ".google.protobuf.BoolValue"),
-    ("max_execution_batch_size", 9, ".google.protobuf.Int64Value"),
-)
-
 
 class BatchingParametersError(ValueError):
     """The batching parameters file cannot be read, does not parse, or holds invalid values."""
-
-
-def _message_class():
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="tfx_serving_ext/batching_parameters.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
-    )
-    message = proto.message_type.add(name="BatchingParameters")
-    kinds = descriptor_pb2.FieldDescriptorProto
-    for name, number, kind in _FIELDS:
-        entry = message.field.add(name=name, number=number, label=kinds.LABEL_OPTIONAL)
-        if kind.startswith("."):
-            entry.type, entry.type_name = kinds.TYPE_MESSAGE, kind
-        elif kind == "bool":
-            entry.type = kinds.TYPE_BOOL
-        else:
-            entry.type, entry.label = kinds.TYPE_INT64, kinds.LABEL_REPEATED
-    pool.Add(proto)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
-    )
-
-
-_BatchingParametersProto = _message_class()
 
 
 @dataclass(frozen=True)
@@ -160,7 +115,7 @@ def parse_batching_parameters(text: str, source: str = "<text>") -> BatchingPara
     Raises:
         BatchingParametersError: names `source` and the field (or line) that is wrong.
     """
-    proto = _BatchingParametersProto()
+    proto = batching_parameters_class()()
     try:
         text_format.Parse(text, proto)
     except text_format.ParseError as exc:
@@ -168,7 +123,7 @@ def parse_batching_parameters(text: str, source: str = "<text>") -> BatchingPara
             f"Error parsing text-format tensorflow.serving.BatchingParameters in {source}: {exc}"
         ) from exc
     values = {}
-    for name, _, kind in _FIELDS:
+    for name, _, kind in BATCHING_FIELDS:
         if kind.startswith("."):
             if proto.HasField(name):
                 values[name] = getattr(proto, name).value
