@@ -7,7 +7,8 @@ r"""The penguin pipeline written as TFX's template writes it, with this package'
                                                                \-> stock Pusher (optional)
 
 Our ServingPusher pushes only when the Evaluator *and* the SignatureValidator bless the model
-(one `model_blessing` channel, the union of both) and the ServingCanary blesses the warmed model.
+(one `model_blessing` channel, the union of both; for KubeflowV2DagRunner, which compiles no
+union, the AllBlessed component's blessing) and the ServingCanary blesses the warmed model.
 With `stock_pusher_dir`, TFX's own Pusher is wired to our blessings too (they are standard
 ModelBlessing / InfraBlessing artifacts) and pushes the same warmed model there.
 
