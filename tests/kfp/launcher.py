@@ -340,26 +340,26 @@ class Launcher:
             for name in order:
                 self.run_task(name, result)
             return result
-        upstream = {name: set(_upstream_tasks(self.tasks[name])) for name in order}
-        running: dict[Any, str] = {}
+        upstream = {name: _upstream_tasks(self.tasks[name]) for name in order}
+        running: dict[Any, str] = {}  # future -> task name
+        finished: set[str] = set()  # only this thread reads and writes it
         failure: BaseException | None = None
         with ThreadPoolExecutor(self.max_parallel_tasks) as pool:
             while True:
-                started = set(running.values()) | set(result.tasks)
                 while failure is None and len(running) < self.max_parallel_tasks:
-                    ready = [
-                        n for n in order if n not in started and upstream[n] <= set(result.tasks)
-                    ]
+                    started = finished | set(running.values())
+                    ready = [n for n in order if n not in started and upstream[n] <= finished]
                     if not ready:
                         break
                     running[pool.submit(self.run_task, ready[0], result)] = ready[0]
-                    started.add(ready[0])
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    running.pop(future)
-                    if future.exception() is not None and failure is None:
+                    name = running.pop(future)
+                    if future.exception() is None:
+                        finished.add(name)
+                    elif failure is None:
                         failure = future.exception()
         if failure is not None:
             raise failure
