@@ -91,10 +91,13 @@ def add_watch_args(parser: argparse.ArgumentParser) -> None:
 
 
 def progressive_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Returns the VolumePushConfig fields the fleet and watch flags set (none when unset)."""
+    """Returns the VolumePushConfig fields the fleet and watch flags set, and the protocol
+    (--protocol, else as the first replica's address or --server's says)."""
+    from tfx_serving_ext.commands._volume_args import protocol_of
+
     entries = fleet_entries(args.fleet)
-    settings: dict[str, Any] = {"server_protocol": fleet_protocol(args, entries)} if entries else {}
-    return settings | {
+    return {
+        "server_protocol": fleet_protocol(args, entries) if entries else protocol_of(args),
         "fleet": entries,
         "metrics_port": args.metrics_port,
         "watch_seconds": args.watch,

@@ -15,8 +15,15 @@ from tfx_serving_ext.commands._exit_codes import (
     io_error_line,
     versions_on,
 )
+from tfx_serving_ext.commands._fleet_cli import (
+    FleetDisplay,
+    add_fleet_arg,
+    add_watch_args,
+    print_fleet_result,
+    progressive_settings,
+)
 from tfx_serving_ext.commands._terminal import Terminal, default_log_path
-from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
+from tfx_serving_ext.commands._volume_args import add_server_args
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +38,8 @@ def add_parser(subparsers) -> None:
         epilog=exit_codes_epilog(
             ok="pushed (and AVAILABLE on --server)",
             failed_verification="the server did not serve it (failed to load, timed out, "
-            "unreachable);\n     the version is removed again unless --no-rollback-on-failure",
+            "unreachable, or --watch rolled it back);\n     the version is removed again unless "
+            "--no-rollback-on-failure",
             refused="refused: not a loadable model, bad arguments or model config; nothing "
             "published",
             io_error="I/O error (disk full, permission denied, read-only volume); nothing "
@@ -42,6 +50,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="the model to push")
     parser.add_argument("base_dir", metavar="BASE_DIR", help="the serving volume")
     add_server_args(parser)
+    add_fleet_arg(parser)
+    add_watch_args(parser)
     parser.add_argument(
         "--keep", type=int, default=0, help="keep only the newest N versions (default: all)"
     )
@@ -95,21 +105,32 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
             keep_versions=args.keep,
             version_labels=labels,
             server_address=args.server,
-            server_protocol=protocol_of(args),
             verify_timeout_seconds=args.timeout,
             rollback_on_failure=not args.no_rollback_on_failure,
+            **progressive_settings(args),  # and server_protocol
         )
     except refusals as exc:
         terminal.print(f"error: {exc}")
         return EXIT_REFUSED
     verify = f", waiting until {args.server} serves it" if args.server else ""
+    if config.fleet:
+        verify = f", waiting until every replica of {', '.join(config.fleet)} serves it"
+    if config.watch_seconds:
+        verify += f", then watching it for {config.watch_seconds:g}s"
     with terminal.step(f"Publishing a new version on {args.base_dir}{verify}") as step:
+        display = FleetDisplay(terminal, step)
 
         def copied(done: int, total: int) -> None:
             step.update(f"copied {done / 1e6:.1f} of {total / 1e6:.1f} MB")
 
         try:
-            result = push_to_volume(model_dir, config, progress=copied)
+            result = push_to_volume(
+                model_dir,
+                config,
+                progress=copied,
+                on_replica=display.replica_changed,
+                on_watch=display.watch_sampled,
+            )
         except refusals as exc:
             step.fail("refused")
             error, code = str(exc), EXIT_REFUSED
@@ -141,4 +162,5 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
         print(f"labels: {result.labels}")
     if result.removed_versions:
         print(f"removed by retention: {result.removed_versions}")
+    print_fleet_result(result)
     return EXIT_OK if result.pushed else EXIT_FAILED_VERIFICATION

@@ -15,6 +15,7 @@ from tfx_serving_ext.commands._exit_codes import (
     exit_codes_epilog,
     print_error,
 )
+from tfx_serving_ext.commands._fleet_cli import add_fleet_arg, print_fleet_versions
 from tfx_serving_ext.commands._volume_args import add_server_args, protocol_of
 
 
@@ -35,6 +36,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("base_dir", metavar="BASE_DIR", help="the serving volume")
     add_server_args(parser)
+    add_fleet_arg(parser)
     parser.add_argument(
         "--model-config-file", help="text-format ModelServerConfig to show labels from"
     )
@@ -89,6 +91,10 @@ def print_table(args: argparse.Namespace) -> None:
 
         for label, version in read_version_labels(args.model_config_file, args.model_name).items():
             labels.setdefault(version, []).append(label)
+    if args.fleet:
+        print_fleet_versions(args, versions, labels, _size)
+        print(f"next version: {volume.next_version(args.base_dir)}")
+        return
 
     rows = [("VERSION", "DIRECTORY", "SIZE", "SERVER", "LABELS")]
     for version in sorted(set(versions) | set(states), reverse=True):
