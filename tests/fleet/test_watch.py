@@ -157,3 +157,30 @@ def test_a_good_swap_under_live_traffic_passes_a_metrics_watch(fleet, fleet_mode
     assert after["requests"] >= 10 and after["errors"] == 0 and after["p99_ms"] is not None
     assert live.failures == []
     assert {v for _, v, _ in live.answers} == {1, 2}
+
+
+def test_previous_version_unloaded_by_the_policy_still_lets_the_watch_judge(tmp_path, fleet_models):
+    """One server with TF Serving's default policy (latest 1): version 1 is gone once 2 is
+    AVAILABLE, so the replays at version 1 are NOT_FOUND; that is no figure, not an error."""
+    from tfx_serving_ext.client.client import ServingClient
+    from tfx_serving_ext.publish import volume
+    from tfx_serving_ext.server import ModelServer, ServerOptions
+
+    base = tmp_path / "serving"
+    volume.publish_version(fleet_models.v1, base)
+    options = ServerOptions(model_name=MODEL, model_base_path=str(base),
+                            file_system_poll_wait_seconds=0.1)  # fmt: skip
+    with ModelServer(options) as server:
+        with ServingClient(server.grpc_address) as client:
+            client.wait_until_available(MODEL, version=1, timeout=60)
+        config = VolumePushConfig(
+            str(base), model_name=MODEL, server_address=server.grpc_address,
+            watch_seconds=20, watch_interval_seconds=0.2, verify_timeout_seconds=60,
+        )  # fmt: skip
+        result = push_to_volume(fleet_models.errors_on_traffic, config)
+        assert (result.pushed, result.rolled_back) == (False, True)
+        watch = result.watch
+        assert watch["replicas"][server.grpc_address]["previous_unserved"] is True
+        assert watch["replayed"]["previous"]["requests"] == 0
+        assert "against 0.0% (0/0)" in watch["reasons"][0]
+        assert newest_available(server.grpc_address) == 1

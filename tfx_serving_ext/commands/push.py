@@ -113,11 +113,12 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
         terminal.print(f"error: {exc}")
         return EXIT_REFUSED
     verify = f", waiting until {args.server} serves it" if args.server else ""
-    if config.fleet:
-        verify = f", waiting until every replica of {', '.join(config.fleet)} serves it"
+    title = f"Publishing a new version on {args.base_dir}{verify}"
+    if config.fleet:  # short: the live line after it names every replica
+        title = "Pushing to every replica of the fleet"
     if config.watch_seconds:
-        verify += f", then watching it for {config.watch_seconds:g}s"
-    with terminal.step(f"Publishing a new version on {args.base_dir}{verify}") as step:
+        title += f", then watching it for {config.watch_seconds:g}s"
+    with terminal.step(title) as step:
         display = FleetDisplay(terminal, step)
 
         def copied(done: int, total: int) -> None:

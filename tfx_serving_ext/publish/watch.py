@@ -55,10 +55,14 @@ class ReplicaWatch:
     metrics_before: SideFigures | None = None
     metrics_after: SideFigures | None = None
     metrics_error: str = ""
+    # The previous version is no longer loaded here (version policy latest { num_versions: 1 }):
+    # the new one is then held to zero errors on replayed requests.
+    previous_unserved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the figures as a JSON-ready dict."""
         return {
+            "previous_unserved": self.previous_unserved,
             "replayed_new": self.replayed_new.to_dict(),
             "replayed_previous": self.replayed_previous.to_dict(),
             "metrics_before": self.metrics_before and self.metrics_before.to_dict(),
@@ -204,13 +208,14 @@ def _sample(
             send_at_version(
                 replica.client, request, model_name, report.new_version, figures.replayed_new
             )
-            if report.previous_version is not None:
-                send_at_version(
+            if report.previous_version is not None and not figures.previous_unserved:
+                figures.previous_unserved = not send_at_version(
                     replica.client,
                     request,
                     model_name,
                     report.previous_version,
                     figures.replayed_previous,
+                    unserved_is_error=False,
                 )
         before = metrics_before.get(replica.address)
         if isinstance(before, MetricsSnapshot):

@@ -67,8 +67,15 @@ def send_at_version(
     model_name: str,
     version: int,
     figures: SideFigures,
-) -> None:
-    """Sends one request to `version` of the model and records its latency and outcome."""
+    *,
+    unserved_is_error: bool = True,
+) -> bool:
+    """Sends one request to `version` of the model and records its latency and outcome.
+
+    Returns False, recording nothing, when the version is not served (NOT_FOUND) and
+    `unserved_is_error` is off: a previous version the server's version policy unloaded
+    (`latest { num_versions: 1 }`) has no figures to compare with, not failing ones.
+    """
     from tfx_serving_ext.protocol.errors import ServingError
 
     copy = type(request.request)()
@@ -80,6 +87,9 @@ def send_at_version(
     try:
         getattr(client, _SEND[request.kind])(copy)
     except ServingError as exc:
+        if exc.code == "NOT_FOUND" and not unserved_is_error:
+            return False
         figures.record(time.perf_counter() - start, f"{exc.code}: {exc.message}")
     else:
         figures.record(time.perf_counter() - start)
+    return True
