@@ -32,7 +32,8 @@ class SideFigures:
         self.latencies_ms.append(seconds * 1000.0)
         if error is not None:
             self.errors += 1
-            self.error_messages[error[:200]] += 1
+            # One line per message: the reasons and the CLI show it inline.
+            self.error_messages[" ".join(error.split())[:200]] += 1
 
     def merge(self, other: SideFigures) -> None:
         """Adds another side's counts into this one (e.g. replicas into the fleet's total)."""
