@@ -307,6 +307,62 @@ def push_and_rollback_under_traffic(
     }
 
 
+def fleet_push(
+    *,
+    model_dir: str,
+    base_directory: str,
+    model_name: str,
+    fleet: list[str],
+    timeout: float = 120,
+    settle_on: int | None = None,
+    settle_seconds: float = 30,
+) -> dict[str, Any]:
+    """Returns the result of a fleet push of `model_dir` (verified on every address in `fleet`,
+    once each replica serves a version) and the versions each replica reports AVAILABLE after:
+    right after the push, and once each serves only `settle_on` (or `settle_seconds` passed)."""
+    import dataclasses
+
+    from tfx_serving_ext.client.client import ServingClient
+    from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
+
+    for address in fleet:
+        with ServingClient(address, timeout=10) as client:
+            client.wait_until_available(model_name, timeout=timeout)
+    config = VolumePushConfig(
+        base_directory=base_directory,
+        model_name=model_name,
+        fleet=fleet,
+        verify_timeout_seconds=timeout,
+    )
+    result = push_to_volume(model_dir, config)
+
+    def available() -> dict[str, list[int]]:
+        answers = {}
+        for address in fleet:
+            with ServingClient(address, timeout=10) as client:
+                answers[address] = sorted(
+                    s.version for s in client.model_status(model_name) if s.state == "AVAILABLE"
+                )
+        return answers
+
+    # A replica may still finish a load it began before a rollback removed the version (its
+    # next file-system poll unloads it), or not yet have unloaded the version before.
+    right_after = settled = available()
+    deadline = time.monotonic() + settle_seconds
+    while (
+        settle_on is not None
+        and any(v != [settle_on] for v in settled.values())
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+        settled = available()
+    return {
+        "result": dataclasses.asdict(result),
+        "available_right_after": right_after,
+        "available_settled": settled,
+    }
+
+
 def main(argv: list[str]) -> int:
     """Runs FUNCTION(**json.loads(KWARGS)) and writes its JSON result to RESULT."""
     function_name, kwargs_json, result_path = argv
