@@ -50,3 +50,21 @@ def test_push_with_a_model_config_lacking_the_model_publishes_nothing(
     assert main(args) == 2
     assert "has no model named 'm'" in capsys.readouterr().err
     assert not base.exists() or not [p for p in base.iterdir() if p.name.isdigit()]
+
+
+def test_a_malformed_fleet_is_one_error_line_and_nothing_published(
+    tmp_path, half_plus_two_dir, capsys
+):
+    base = tmp_path / "serving"
+    base.mkdir()
+    fleet = ["--fleet", "dns:///localhost"]  # no port: checked before any lookup
+    assert main(["versions", str(base), *fleet]) == 2
+    err = capsys.readouterr().err
+    assert "write a DNS fleet as dns:///name:port" in err and "Traceback" not in err
+    # push treats a fleet it cannot reach as an unreachable server: exit 1, nothing published.
+    assert main(["push", str(half_plus_two_dir), str(base), *fleet]) == 1
+    captured = capsys.readouterr()
+    assert "fleet not usable, nothing published" in captured.err + captured.out
+    assert "write a DNS fleet as dns:///name:port" in captured.err + captured.out
+    assert "Traceback" not in captured.err + captured.out
+    assert not [p for p in base.iterdir() if p.name.isdigit()]

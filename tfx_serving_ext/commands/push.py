@@ -83,10 +83,18 @@ def run(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace, terminal: Terminal) -> int:
     from tfx_serving_ext.protocol.model_config import ModelConfigError
     from tfx_serving_ext.protocol.saved_model import SavedModelError, find_serving_model_dir
+    from tfx_serving_ext.publish.fleet import FleetError
     from tfx_serving_ext.publish.push import PushConfigError, VolumePushConfig, push_to_volume
     from tfx_serving_ext.publish.volume import UnsafeModelPath, VolumeError
 
-    refusals = (SavedModelError, PushConfigError, ModelConfigError, UnsafeModelPath, VolumeError)
+    refusals = (
+        SavedModelError,
+        PushConfigError,
+        ModelConfigError,
+        UnsafeModelPath,
+        VolumeError,
+        FleetError,
+    )
     try:
         labels = dict(item.split("=", 1) for item in args.label)
     except ValueError:

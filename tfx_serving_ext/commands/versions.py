@@ -55,6 +55,7 @@ def _size(path: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     """Lists the versions; returns 0, else the code the epilog lists."""
     from tfx_serving_ext.protocol.model_config import ModelConfigError
+    from tfx_serving_ext.publish.fleet import FleetError
     from tfx_serving_ext.publish.volume import VolumeError
 
     if not Path(args.base_dir).is_dir():
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     try:
         print_table(args)
-    except (VolumeError, ModelConfigError) as exc:
+    except (VolumeError, ModelConfigError, FleetError) as exc:
         print_error(str(exc))
         return EXIT_REFUSED
     except OSError as exc:
