@@ -199,3 +199,11 @@ def test_an_ssl_config_that_does_not_parse_names_the_file(tmp_path, hpt_base):
     with pytest.raises(ConfigFileError) as info:
         start(hpt_base, str(path))
     assert "tensorflow.serving.SSLConfig" in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_binary_ssl_config_is_refused_naming_the_file(tmp_path, hpt_base):
+    path = tmp_path / "ssl.pbtxt"
+    path.write_bytes(b"\xff\xfe\x00 not text")
+    with pytest.raises(ConfigFileError) as info:
+        start(hpt_base, str(path))
+    assert str(path) in str(info.value) and "text-format" in str(info.value)

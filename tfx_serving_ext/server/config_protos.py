@@ -122,8 +122,11 @@ def read_text_proto(path: str | Path, message_class: type, flag: str):
     """
     try:
         text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigFileError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc  # UnicodeDecodeError has no strerror
+        raise ConfigFileError(
+            f"{flag}: cannot read {path}: {reason}; give a text-format protobuf file"
+        ) from None
     try:
         return text_format.Parse(text, message_class())
     except text_format.ParseError as exc:
