@@ -56,7 +56,7 @@ class ReplicaWatch:
     metrics_after: SideFigures | None = None
     metrics_error: str = ""
     # The previous version is no longer loaded here (version policy latest { num_versions: 1 }):
-    # the new one is then held to zero errors on replayed requests.
+    # the new one's replayed errors are then judged against none (at most max_error_rate).
     previous_unserved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,8 +246,8 @@ def watch_new_version(
         fleet: the replicas serving both versions.
         model_name: the model watched.
         new_version: the version just pushed.
-        previous_version: the version served before it (None on a first push: the new one is
-            then held to zero errors and the latency ceiling only).
+        previous_version: the version served before it (None on a first push: the new one's
+            error rate is then held to `max_error_rate` and its latency to the ceiling only).
         window_seconds: how long to watch.
         interval_seconds: time between samples.
         thresholds: when the new version counts as worse.
