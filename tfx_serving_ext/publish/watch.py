@@ -224,7 +224,13 @@ def _sample(
             except MetricsUnavailable as exc:
                 figures.metrics_error = str(exc)
                 continue
-            figures.metrics_after = now.since(before).figures()
+            delta = now.since(before)
+            if figures.previous_unserved:
+                # The watch's own probe of the unloaded previous version answered NOT_FOUND once
+                # on this replica and TF Serving counted it: not an error of the new version.
+                statuses = delta.requests_by_status
+                statuses["NOT_FOUND"] = max(0.0, statuses.get("NOT_FOUND", 0.0) - 1)
+            figures.metrics_after = delta.figures()
 
 
 def watch_new_version(
