@@ -28,6 +28,7 @@ from tfx_serving_ext.protocol.versions import list_versions
 from tfx_serving_ext.publish import volume
 from tfx_serving_ext.publish.fleet import (
     END,
+    ROLLED_BACK,
     TIMEOUT,
     Fleet,
     FleetError,
@@ -99,10 +100,7 @@ def _push(
     on_watch: WatchCallback | None,
 ) -> VolumePushResult:
     from tfx_serving_ext.publish.push import (
-        LOAD_FAILED,
-        TIMED_OUT,
         UNREACHABLE,
-        VERIFIED,
         VolumePushResult,
     )
 
@@ -123,12 +121,50 @@ def _push(
     replay = _replay_requests(config, previous, model_dir)
     before = metrics_baseline(fleet, config.model_name) if config.watch_seconds else {}
 
+    labels_before = _labels_now(config)
     published = volume.publish_version(model_dir, config.base_directory, progress=progress)
     version = published.version
     result = VolumePushResult(
         pushed=True, version=version, destination=str(published.path),
         copy_seconds=published.copy_seconds,
     )  # fmt: skip
+    # A failed push leaves the serving volume (and the model config) as it was: whatever fails
+    # after publishing takes the version back before the exception goes on.
+    try:
+        return _after_publish(
+            fleet, model_dir, config, result, published, previous, labels_before, replay,
+            before, on_replica, on_watch,
+        )  # fmt: skip
+    except Exception as exc:
+        reason = f"push of version {version} failed after publishing: {exc!r}"
+        try:
+            _undo(fleet, config, result, previous, labels_before, reason, on_replica)
+        except Exception:
+            logger.exception("Undoing the push of version %d failed too", version)
+        raise
+
+
+def _after_publish(
+    fleet: Fleet,
+    model_dir: Path,
+    config: VolumePushConfig,
+    result: VolumePushResult,
+    published: volume.PublishedVersion,
+    previous: int | None,
+    labels_before: dict[str, int],
+    replay: list[RequestForSignature],
+    before: dict,
+    on_replica: ReplicaCallback | None,
+    on_watch: WatchCallback | None,
+) -> VolumePushResult:
+    from tfx_serving_ext.publish.push import (
+        LOAD_FAILED,
+        TIMED_OUT,
+        UNREACHABLE,
+        VERIFIED,
+    )
+
+    version = result.version
     verification = verify_fleet(
         fleet, config.model_name, version, config.verify_timeout_seconds, on_change=on_replica
     )
@@ -137,14 +173,13 @@ def _push(
         result.verification = {END: LOAD_FAILED, TIMEOUT: TIMED_OUT}.get(
             verification.failed_state, UNREACHABLE
         )
-        _undo(fleet, config, result, previous, verification.message, on_replica)
+        _undo(fleet, config, result, previous, labels_before, verification.message, on_replica)
         return result
     result.verification = VERIFIED
     result.available_seconds = time.monotonic() - published.renamed_at
     result.message = verification.message
     volume.record_verified_version(config.base_directory, version)
 
-    stable_version = _stable_version(config, previous)
     try:
         if config.canary_label:
             result.labels = move_labels(
@@ -156,24 +191,24 @@ def _push(
             result.watch = report.to_dict()
             if report.verdict == FAILED:
                 reason = f"the watch rolled version {version} back: " + "; ".join(report.reasons)
-                _undo(fleet, config, result, stable_version or previous, reason, on_replica)
+                _undo(fleet, config, result, previous, labels_before, reason, on_replica)
                 return result
             result.message += f"; watch {report.verdict} after {report.elapsed_seconds:.0f}s"
         result.labels = _final_labels(fleet, config, version, previous) or result.labels
     except LabelNotRouted as exc:
-        _undo(fleet, config, result, stable_version or previous, str(exc), on_replica)
+        _undo(fleet, config, result, previous, labels_before, str(exc), on_replica)
         return result
     _retain(fleet, config, result)
     return result
 
 
-def _stable_version(config: VolumePushConfig, previous: int | None) -> int | None:
+def _labels_now(config: VolumePushConfig) -> dict[str, int]:
+    """Returns the model's labels in the model config file ({} without one)."""
     from tfx_serving_ext.protocol import model_config
 
-    if not config.stable_label:
-        return None
-    labels = model_config.read_version_labels(config.model_config_file, config.model_name)
-    return labels.get(config.stable_label, previous)
+    if not (config.model_config_file and Path(config.model_config_file).is_file()):
+        return {}
+    return model_config.read_version_labels(config.model_config_file, config.model_name)
 
 
 def _replay_requests(
@@ -265,29 +300,24 @@ def _undo(
     fleet: Fleet,
     config: VolumePushConfig,
     result: VolumePushResult,
-    back_to: int | None,
+    previous: int | None,
+    labels_before: dict[str, int],
     reason: str,
     on_replica: ReplicaCallback | None,
 ) -> None:
-    """Takes the new version back: canary label first, then off the volume, then waits."""
+    """Takes the new version back: labels first, then off the volume, then waits.
+
+    Labels go back to what they were before publishing (a canary label the push added goes to
+    the stable version); none is left pointing at the removed version. The fleet is waited
+    on until `previous` (what served before the push) is every replica's newest version again.
+    """
     result.pushed = False
     result.message = reason
     logger.error("Push failed: %s", reason)
     if not config.rollback_on_failure:
         return
     version = result.version
-    if config.canary_label and back_to is not None:
-        try:
-            result.labels = move_labels(
-                fleet, config.model_config_file, config.model_name,
-                {config.canary_label: back_to}, timeout=config.verify_timeout_seconds,
-            )  # fmt: skip
-        except LabelNotRouted as exc:
-            result.message += f"; canary label not moved back: {exc}"
-    elif config.model_config_file and Path(config.model_config_file).is_file():
-        from tfx_serving_ext.protocol import model_config
-
-        model_config.drop_labels_on_versions(config.model_config_file, config.model_name, {version})
+    _restore_labels(fleet, config, result, version, labels_before)
     try:
         volume.remove_version(config.base_directory, version)
     except volume.NoSuchVersion:
@@ -295,18 +325,57 @@ def _undo(
         return
     result.rolled_back = True
     result.message += f"; version {version} was removed again"
-    if back_to is None:
+    if previous is None:
         return
     states = wait_fleet_back_on(
-        fleet, config.model_name, back_to, config.verify_timeout_seconds, on_change=on_replica
+        fleet, config.model_name, previous, config.verify_timeout_seconds, on_change=on_replica
     )
     result.replicas = [s.to_dict() for s in states]
-    behind = [s.address for s in states if s.state == TIMEOUT]
+    behind = [s.address for s in states if s.state != ROLLED_BACK]
     result.message += (
-        f"; replicas {behind} not back on version {back_to} in time"
+        f"; replicas {behind} not back on version {previous} in time"
         if behind
-        else f"; every replica serves version {back_to} again"
+        else f"; every replica serves version {previous} again"
     )
+
+
+def _restore_labels(
+    fleet: Fleet,
+    config: VolumePushConfig,
+    result: VolumePushResult,
+    version: int,
+    labels_before: dict[str, int],
+) -> None:
+    """Puts the labels back as they were before publishing; the file is left alone when no
+    label changed, and no label is left on `version` (TF Serving would refuse the file)."""
+    from tfx_serving_ext.protocol import model_config
+
+    if not (config.model_config_file and Path(config.model_config_file).is_file()):
+        return
+    now = model_config.read_version_labels(config.model_config_file, config.model_name)
+    targets = {label: v for label, v in labels_before.items() if now.get(label) != v}
+    added = [label for label in now if label not in labels_before]
+    stable = labels_before.get(config.stable_label) if config.stable_label else None
+    if config.canary_label in added and stable is not None:
+        # The canary label was new: it goes to the stable version rather than away.
+        targets[config.canary_label] = stable
+        added.remove(config.canary_label)
+    if targets or added:
+        try:
+            result.labels = move_labels(
+                fleet, config.model_config_file, config.model_name, targets,
+                timeout=config.verify_timeout_seconds, remove=tuple(added),
+            )  # fmt: skip
+        except LabelNotRouted as exc:
+            result.message += f"; labels not moved back: {exc}"
+    dropped = model_config.drop_labels_on_versions(
+        config.model_config_file, config.model_name, {version}
+    )
+    if dropped:
+        result.message += f"; labels {dropped} dropped from version {version}"
+        result.labels = model_config.read_version_labels(
+            config.model_config_file, config.model_name
+        )
 
 
 def _retain(fleet: Fleet, config: VolumePushConfig, result: VolumePushResult) -> None:
