@@ -310,9 +310,10 @@ def wait_fleet_back_on(
     """Returns each replica's state after a rollback: ROLLED_BACK once `version` is its newest.
 
     Waits for the replicas one after the other within one shared deadline; a replica that does
-    not get there is reported TIMEOUT with what it serves.
+    not get there is reported TIMEOUT with what it serves (and the last error it gave); one
+    whose client fails otherwise is reported UNREACHABLE, never a traceback.
     """
-    from tfx_serving_ext.protocol.errors import ServingTimeout
+    from tfx_serving_ext.protocol.errors import ServingError, ServingTimeout
     from tfx_serving_ext.publish.served_versions import wait_until_served
 
     start = time.monotonic()
@@ -327,6 +328,8 @@ def wait_fleet_back_on(
             state.state, state.message = ROLLED_BACK, f"serves version {version} again"
         except ServingTimeout as exc:
             state.state, state.message = TIMEOUT, str(exc)
+        except ServingError as exc:
+            state.state, state.message = UNREACHABLE, str(exc)
         state.seconds = round(time.monotonic() - start, 3)
         states.append(state)
         if on_change is not None:

@@ -33,23 +33,28 @@ def wait_until_served(client: Any, model_name: str, version: int, timeout: float
     Unlike ServingClient.wait_until_available this tolerates END: after a rollback the target
     version is usually in END (unloaded when the newer one arrived) until the server reloads it.
 
+    A server that answers with an error (unreachable, a failed status request) is asked again
+    until the deadline: a replica restarting after a rollback is not a failure yet.
+
     Raises:
-        ServingTimeout: it did not happen within `timeout` seconds.
+        ServingTimeout: it did not happen within `timeout` seconds (says the last error seen).
     """
-    from tfx_serving_ext.protocol.errors import ServerUnreachable, ServingTimeout
+    from tfx_serving_ext.protocol.errors import ServingError, ServingTimeout
 
     deadline = time.monotonic() + timeout
     seen: set[int] = set()
+    error: ServingError | None = None
     while True:
         try:
-            seen = served_versions(client, model_name)
-        except ServerUnreachable:
-            seen = set()
+            seen, error = served_versions(client, model_name), None
+        except ServingError as exc:
+            seen, error = set(), exc
         if seen and max(seen) == version:
             return
         if time.monotonic() >= deadline:
             raise ServingTimeout(
                 f"version {version} of {model_name} is not the newest AVAILABLE version after "
                 f"{timeout:g}s (AVAILABLE: {sorted(seen)})"
+                + (f"; last error: {error}" if error is not None else "")
             )
         time.sleep(0.1)

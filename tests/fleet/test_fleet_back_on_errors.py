@@ -1,0 +1,38 @@
+"""Waiting for the fleet to be back on a version: a replica's errors are retried, then a state."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from tfx_serving_ext.protocol.errors import ServingError
+from tfx_serving_ext.publish.fleet import ROLLED_BACK, TIMEOUT, Fleet, Replica, wait_fleet_back_on
+from tfx_serving_ext.publish.served_versions import wait_until_served
+
+
+class FlakyClient:
+    """Answers model_status with `failures` INTERNAL errors first, then version `serves`."""
+
+    def __init__(self, failures: int, serves: int = 1):
+        self.failures, self.serves, self.calls = failures, serves, 0
+
+    def model_status(self, model_name: str):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ServingError("INTERNAL", "status request failed")
+        return [SimpleNamespace(version=self.serves, state="AVAILABLE")]
+
+
+def test_wait_until_served_retries_serving_errors_until_its_deadline():
+    client = FlakyClient(failures=3)
+    wait_until_served(client, "m", 1, timeout=10)
+    assert client.calls == 4
+
+
+def test_a_replica_that_keeps_failing_is_a_state_not_a_traceback():
+    fleet = Fleet(
+        [Replica("good:1", FlakyClient(failures=1)), Replica("bad:1", FlakyClient(failures=10**6))],
+        owned=False,
+    )
+    states = wait_fleet_back_on(fleet, "m", 1, timeout=0.5)
+    assert [s.state for s in states] == [ROLLED_BACK, TIMEOUT]
+    assert "INTERNAL: status request failed" in states[1].message
