@@ -28,6 +28,11 @@ CONFIG_TEXT = (
 )
 
 
+# The watch's latency rule (p99 at most 2x the previous + 2 ms) is for real fleets; on a busy CI
+# machine a 1 ms model's p99 swings by several ms. Tests about errors give latency this slack.
+NOISY_MACHINE_THRESHOLDS = {"ratio_slack_ms": 50.0}
+
+
 def save_fleet_model(
     export_dir: Path,
     intercept: float,

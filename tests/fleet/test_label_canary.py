@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fleet.conftest import MODEL, PinnedClients
+from tests.fleet.conftest import MODEL, NOISY_MACHINE_THRESHOLDS, PinnedClients
 from tfx_serving_ext.client.client import ServingClient
 from tfx_serving_ext.protocol import model_config
 from tfx_serving_ext.protocol.versions import list_versions
@@ -25,6 +25,7 @@ def canary_push(fleet, **overrides) -> VolumePushConfig:
         verify_timeout_seconds=60,
         watch_seconds=1.5,
         watch_interval_seconds=0.2,
+        watch_thresholds=NOISY_MACHINE_THRESHOLDS,
     )
     settings.update(overrides)
     return VolumePushConfig(**settings)

@@ -7,7 +7,12 @@ import time
 
 import pytest
 
-from tests.fleet.conftest import MODEL, PinnedClients, newest_available
+from tests.fleet.conftest import (
+    MODEL,
+    NOISY_MACHINE_THRESHOLDS,
+    PinnedClients,
+    newest_available,
+)
 from tfx_serving_ext.protocol.versions import list_versions
 from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
 
@@ -20,6 +25,7 @@ def watched(served, **overrides) -> VolumePushConfig:
         verify_timeout_seconds=60,
         watch_seconds=20,
         watch_interval_seconds=0.2,
+        watch_thresholds=NOISY_MACHINE_THRESHOLDS,
     )
     settings.update(overrides)
     return VolumePushConfig(**settings)
@@ -176,6 +182,7 @@ def test_previous_version_unloaded_by_the_policy_still_lets_the_watch_judge(tmp_
         config = VolumePushConfig(
             str(base), model_name=MODEL, server_address=server.grpc_address,
             watch_seconds=20, watch_interval_seconds=0.2, verify_timeout_seconds=60,
+            watch_thresholds=NOISY_MACHINE_THRESHOLDS,
         )  # fmt: skip
         result = push_to_volume(fleet_models.errors_on_traffic, config)
         assert (result.pushed, result.rolled_back) == (False, True)

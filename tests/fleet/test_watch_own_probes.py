@@ -7,7 +7,7 @@ also counts. With little live traffic that one probe alone would be over a 1% er
 
 from __future__ import annotations
 
-from tests.fleet.conftest import MODEL
+from tests.fleet.conftest import MODEL, NOISY_MACHINE_THRESHOLDS
 from tfx_serving_ext.publish.push import VolumePushConfig, push_to_volume
 
 
@@ -37,6 +37,7 @@ def test_a_good_version_passes_a_metrics_watch_when_the_policy_unloads_the_previ
         config = VolumePushConfig(
             str(base), model_name=MODEL, fleet=[rest], server_protocol="rest",
             watch_seconds=3, watch_interval_seconds=0.2, verify_timeout_seconds=60,
+            watch_thresholds=NOISY_MACHINE_THRESHOLDS,
         )  # fmt: skip
         result = push_to_volume(fleet_models.good, config)
     watch = result.watch
