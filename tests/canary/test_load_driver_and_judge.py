@@ -143,11 +143,34 @@ def test_judge_applies_each_threshold_and_explains():
     # Within the slack, a large ratio of tiny latencies is noise.
     verdict = judge(
         CanaryThresholds(),
-        candidate_latency={"p50": 0.9, "p99": 2.0},
-        baseline_latency={"p50": 0.3, "p99": 0.5},
+        candidate_latency={"p50": 0.9, "p99": 2.0, "count": 200},
+        baseline_latency={"p50": 0.3, "p99": 0.5, "count": 200},
         candidate_error_rate=0.0,
     )
     assert verdict.blessed and len(verdict.checks) == 3
+
+
+def test_a_p99_of_few_requests_is_not_judged_and_the_verdict_says_so():
+    """Over 20 requests a "p99" is the slowest one: a 42 ms hiccup against 16 ms refused a
+    candidate identical to its baseline on a busy CI machine."""
+    slow_tail = {"p50": 10.0, "p99": 42.0}
+    baseline = {"p50": 10.0, "p99": 16.0}
+    few = judge(
+        CanaryThresholds(),
+        candidate_latency=slow_tail | {"count": 20},
+        baseline_latency=baseline | {"count": 20},
+        candidate_error_rate=0.0,
+    )
+    assert few.blessed
+    assert [c.name for c in few.checks] == ["error_rate", "p50_ratio"]
+    assert any("p99 ratio not judged: 20 measured requests" in note for note in few.notes)
+    enough = judge(
+        CanaryThresholds(),
+        candidate_latency=slow_tail | {"count": 500},
+        baseline_latency=baseline | {"count": 500},
+        candidate_error_rate=0.0,
+    )
+    assert not enough.blessed and "2.62x the baseline's 16.00 ms" in enough.reasons[0]
 
 
 def test_thresholds_reject_nonsense():

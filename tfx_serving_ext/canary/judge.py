@@ -40,6 +40,9 @@ class CanaryThresholds:
     # A ratio check fails only when the candidate's percentile also exceeds the baseline's by
     # more than this many ms: on millisecond models a 1.5x ratio is scheduling noise.
     ratio_slack_ms: float = 2.0
+    # The p99 ratio is judged only when each side measured at least this many requests: below
+    # about 100 a "p99" is the single slowest request, i.e. one scheduling hiccup.
+    min_requests_for_p99_ratio: int = 100
     # A floor against wholesale breakage, not a quality bar: see the module docstring.
     min_top_class_agreement: float | None = 0.5
     max_mean_abs_diff: float | None = None
@@ -182,8 +185,9 @@ def judge(
                 f"candidate error rate {candidate_error_rate:.2%} (limit {t.max_error_rate:.2%})",
             )
         )
+    notes = list(notes)
     for percentile in ("p50", "p99"):
-        checks.extend(_latency_checks(t, percentile, candidate_latency, baseline_latency))
+        checks.extend(_latency_checks(t, percentile, candidate_latency, baseline_latency, notes))
     agreement_on = t.min_top_class_agreement is not None or t.max_mean_abs_diff is not None
     for agreement in agreements:
         where = f"{agreement.signature}/{agreement.output}"
@@ -225,7 +229,9 @@ def judge(
     return Verdict(blessed=not reasons, checks=checks, reasons=reasons, notes=list(notes))
 
 
-def _latency_checks(t: CanaryThresholds, percentile: str, candidate, baseline) -> list[Check]:
+def _latency_checks(
+    t: CanaryThresholds, percentile: str, candidate, baseline, notes: list[str]
+) -> list[Check]:
     checks = []
     mine = (candidate or {}).get(percentile)
     theirs = (baseline or {}).get(percentile)
@@ -241,6 +247,15 @@ def _latency_checks(t: CanaryThresholds, percentile: str, candidate, baseline) -
             )
         )
     max_ratio = getattr(t, f"max_{percentile}_ratio")
+    if mine is not None and theirs and max_ratio is not None and percentile == "p99":
+        fewest = min((candidate or {}).get("count", 0), (baseline or {}).get("count", 0))
+        if fewest < t.min_requests_for_p99_ratio:
+            notes.append(
+                f"p99 ratio not judged: {fewest} measured requests on a side, fewer than "
+                f"min_requests_for_p99_ratio ({t.min_requests_for_p99_ratio}); send more "
+                "requests to judge it"
+            )
+            return checks
     if mine is not None and theirs and max_ratio is not None:
         ratio = mine / theirs
         within_slack = mine - theirs <= t.ratio_slack_ms
