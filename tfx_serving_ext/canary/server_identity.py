@@ -84,28 +84,25 @@ def image_digest(image: str, serving_spec, backend_name: str) -> str | None:
     """Returns the repository digest (`sha256:...`) the image ran with, or None when unknown.
 
     A reference by digest is its own answer; for a tag, the local Docker daemon knows which
-    digest the pulled image has (Kubernetes pulls on its node: unknown here).
+    digest the pulled image has in the tag's repository (`docker.registry_digest`; None when
+    the image has none there). Kubernetes pulls on its node: unknown here.
     """
     if "@" in image:
         return image.rsplit("@", 1)[1]
     if backend_name != "docker":
         return None
-    from tfx_serving_ext.canary.backends.docker import make_docker_client
+    from tfx_serving_ext.canary.backends.docker import make_docker_client, registry_digest
 
     try:
         client = make_docker_client(serving_spec.local_docker)
         try:
-            repo_digests = client.images.get(image).attrs.get("RepoDigests") or []
+            attrs = client.images.get(image).attrs
         finally:
             client.close()
     except Exception:  # noqa: BLE001 - the identity is recorded even when the daemon is gone
         logger.info("Could not read the digest of %s", image, exc_info=True)
         return None
-    name = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-    for reference in repo_digests:
-        if reference.split("@", 1)[0] == name:
-            return reference.split("@", 1)[1]
-    return repo_digests[0].split("@", 1)[1] if repo_digests else None
+    return registry_digest(image, attrs)
 
 
 def tf_serving_required_reason(identity: dict[str, Any]) -> str:

@@ -61,6 +61,7 @@ __all__ = [
     "docker_daemon_reachable",
     "make_docker_client",
     "model_server_answers",
+    "registry_digest",
     "serving_binaries",
     "serving_image",
 ]
@@ -123,6 +124,56 @@ def build_container_spec(
         "labels": {LABEL: models.model_name},
         "detach": True,
     }
+
+
+def normalized_repository(reference: str) -> str:
+    """Returns the fully qualified repository of an image reference, tag and digest dropped.
+
+    Docker Hub's short forms are expanded as the engine does: `ubuntu` and `docker.io/ubuntu`
+    are `docker.io/library/ubuntu`, `tensorflow/serving` is `docker.io/tensorflow/serving`, and
+    `index.docker.io/...` is `docker.io/...`. A first component with a `.` or `:`, or
+    `localhost`, is a registry (`localhost:5000/serving:dev` keeps its port).
+
+    Raises:
+        BackendError: an empty reference.
+    """
+    name = reference.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    if not name:
+        raise BackendError(
+            f"image reference {reference!r} names no repository; write it as name[:tag][@digest]"
+        )
+    domain, sep, remainder = name.partition("/")
+    if not sep or ("." not in domain and ":" not in domain and domain != "localhost"):
+        domain, remainder = "docker.io", name
+    elif domain == "index.docker.io":
+        domain = "docker.io"
+    if domain == "docker.io" and "/" not in remainder:
+        remainder = f"library/{remainder}"
+    return f"{domain}/{remainder}"
+
+
+def registry_digest(image: str, image_attrs: dict[str, Any]) -> str | None:
+    """Returns the digest (`sha256:...`) `image`'s own repository gives the image, else None.
+
+    An image pulled or tagged under several repositories lists a digest per repository in its
+    `RepoDigests` (`docker image inspect`); only the entry of `image`'s repository says what
+    `image` is in its registry. When no entry is of that repository (an image built or retagged
+    locally and never pushed there), there is no registry digest: the image ID says what ran.
+
+    Args:
+        image: the reference that was run (`name:tag`; a `name@digest` is its own answer).
+        image_attrs: the engine's attributes of the image (`docker_client.images.get().attrs`).
+    """
+    if "@" in image:
+        return image.rsplit("@", 1)[1]
+    repository = normalized_repository(image)
+    for entry in image_attrs.get("RepoDigests") or []:
+        name, sep, digest = entry.partition("@")
+        if sep and name and normalized_repository(name) == repository:
+            return digest
+    return None
 
 
 def make_docker_client(local_docker_config=None):
@@ -252,21 +303,18 @@ class DockerBackend(ModelServerBackend):
             self._image_id = self._container.attrs.get("Image") or None
             image = self._client.images.get(self._image_id or self._image)
             self._image_id = image.id
-            repo_digests = image.attrs.get("RepoDigests") or []
+            attrs = image.attrs
         except Exception:  # noqa: BLE001 - the identity is recorded even when the daemon is gone
             logger.info("Could not read the digest of %s", self._image, exc_info=True)
             return
-        if self._image_digest is not None:
-            return  # referenced by digest: that is what Docker ran
-        repository = (
-            self._image.rsplit(":", 1)[0] if ":" in self._image.rsplit("/", 1)[-1] else self._image
-        )
-        for reference in repo_digests:
-            if reference.split("@", 1)[0] == repository:
-                self._image_digest = reference.split("@", 1)[1]
-                return
-        if repo_digests:
-            self._image_digest = repo_digests[0].split("@", 1)[1]
+        self._image_digest = registry_digest(self._image, attrs)
+        if self._image_digest is None:
+            logger.info(
+                "%s has no digest of its own repository (RepoDigests: %s); recording image ID %s",
+                self._image,
+                attrs.get("RepoDigests") or [],
+                self._image_id,
+            )
 
     def start(self) -> None:
         if self._container is not None:
