@@ -158,6 +158,41 @@ def test_concurrent_requests_run_as_one_batch_and_each_gets_its_own_answer(serve
     assert after[1] - before[1] == 8
 
 
+def test_requests_waiting_for_their_batch_hold_no_grpc_thread(tmp_path, counting_model_dir):
+    """With one gRPC worker thread (--grpc_max_threads=1), 8 concurrent Predicts still meet in
+    one batch: a request waits for its batch on the server's event loop, not in a thread. (A
+    server whose waiting requests each held a thread would run them one at a time, each
+    waiting out the 20 s timeout.) A request over the loop's size bound goes to the worker
+    thread and is answered from the batch queue as well."""
+    version_dir = publish(counting_model_dir, tmp_path / "counting", 1)
+    (version_dir / "batching_params.pbtxt").write_text(
+        "max_batch_size { value: 8 } batch_timeout_micros { value: 20000000 }"
+    )
+    options = ServerOptions(
+        model_name="counting",
+        model_base_path=str(tmp_path / "counting"),
+        enable_batching=True,
+        enable_per_model_batching_parameters=True,
+        grpc_max_workers=1,
+        wait_for_initial_models=True,
+        initial_models_timeout_seconds=120,
+    )
+    with ModelServer(options) as server, ServingClient(server.grpc_address, timeout=60) as client:
+        xs = [float(i) for i in range(8)]
+        results = _concurrently([(lambda x=x: client.predict("counting", {"x": [x]})) for x in xs])
+        for x, (result, seconds) in zip(xs, results, strict=True):
+            assert not isinstance(result, Exception), result
+            assert result.outputs["y"].tolist() == [x * 0.5 + 2.0]
+            assert seconds < 20, "a request waited out the batch timeout"
+        assert _stats(client, "counting", 8) == (1, 8), "8 requests should make one batch"
+
+        # 40,000 int64 tokens: 320 KB, decoded in the worker thread, run in one batch of 8 rows.
+        tokens = np.arange(40_000, dtype=np.int64).reshape(8, 5_000)
+        outputs = client.predict("counting", {"tokens": tokens}, signature_name="lengths").outputs
+        assert outputs["total"].tolist() == tokens.sum(axis=1).tolist()
+        assert _stats(client, "counting", 8) == (2, 16)
+
+
 def test_a_partial_batch_runs_at_its_timeout_padded_to_an_allowed_size(client):
     before = _stats(client, "flush", 8)
     results = _concurrently(

@@ -10,6 +10,7 @@ Serving's status codes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Iterable
@@ -116,17 +117,39 @@ class LocalModel:
                 inputs or an output filter that do not match it, the graph's own status.
         """
         name, outputs = self.predict_outputs(request)
-        response = predict_pb2.PredictResponse()
-        _fill_model_spec(response.model_spec, request.model_spec.name, name, version)
-        for alias, tensor in outputs.items():
-            tensors.ndarray_to_tensor_proto(tensor.numpy(), response.outputs[alias])
-        return response
+        return _predict_response(request, name, outputs, version)
+
+    async def predict_async(
+        self, request: predict_pb2.PredictRequest, version: int | None = None
+    ) -> predict_pb2.PredictResponse:
+        """As `predict`, awaiting a signature that can `submit` (the server's batch queue).
+
+        The checks, the decoding and the response run in the caller's thread (an event loop);
+        only the batch runs elsewhere, so a request waiting for its batch holds no thread.
+        A signature that cannot `submit` runs in the caller's thread.
+
+        Raises:
+            ServingError: as `predict`.
+        """
+        name, function, arguments, aliases = self._predict_call(request)
+        outputs = await _call_async(function, arguments)
+        return _predict_response(request, name, {a: outputs[a] for a in aliases}, version)
 
     def predict_outputs(self, request: predict_pb2.PredictRequest) -> tuple[str, dict]:
         """Returns (signature name, output alias -> eager tf.Tensor) for a PredictRequest.
 
         Raises:
             ServingError: as `predict`.
+        """
+        name, function, arguments, aliases = self._predict_call(request)
+        outputs = _call(function, arguments)
+        return name, {alias: outputs[alias] for alias in aliases}
+
+    def _predict_call(self, request: predict_pb2.PredictRequest) -> tuple:
+        """Returns (signature name, function, input arrays, output aliases) of a PredictRequest.
+
+        Raises:
+            ServingError: as `predict`, for everything checked before the model runs.
         """
         name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         signature = self.signature_defs.get(name)
@@ -150,9 +173,7 @@ class LocalModel:
                     f"{tensors.dtype_name(proto.dtype)} is provided"
                 )
             arguments[alias] = tensors.tensor_proto_to_ndarray(proto)
-        aliases = _output_aliases(signature, request.output_filter)
-        outputs = _call(function, arguments)
-        return name, {alias: outputs[alias] for alias in aliases}
+        return name, function, arguments, _output_aliases(signature, request.output_filter)
 
     # ---- Classify / Regress / MultiInference ------------------------------------------------
 
@@ -287,13 +308,51 @@ class LocalModel:
 
 
 def _call(function, arguments: dict[str, np.ndarray]) -> dict:
-    """Returns the signature's outputs (eager tensors), or raises TF Serving's status."""
+    """Returns the signature's outputs (eager tensors), or raises TF Serving's status.
+
+    A function that `takes_arrays` (the server's batch queue) is given the arrays themselves.
+    """
     import tensorflow as tf
 
     try:
+        if getattr(function, "takes_arrays", False):
+            return function(**arguments)
         return function(**{k: tf.convert_to_tensor(v) for k, v in arguments.items()})
     except Exception as exc:  # TF op errors and argument binding errors
         raise from_exception(exc) from exc
+
+
+async def _call_async(function, arguments: dict[str, np.ndarray]) -> dict:
+    """Returns `_call`'s outputs, awaiting a function that can `submit` without blocking."""
+    submit = getattr(function, "submit", None)
+    if submit is None:
+        return _call(function, arguments)
+    loop = asyncio.get_running_loop()
+    settled: asyncio.Future = loop.create_future()
+
+    def done(call) -> None:  # a batch thread, or the thread stopping the scheduler
+        loop.call_soon_threadsafe(_settle, settled, call)
+
+    try:
+        submit(arguments, on_done=done)
+        return (await settled).result()
+    except Exception as exc:
+        raise from_exception(exc) from exc
+
+
+def _settle(future: asyncio.Future, call) -> None:
+    if not future.done():  # a cancelled request's batch still finishes
+        future.set_result(call)
+
+
+def _predict_response(
+    request: predict_pb2.PredictRequest, name: str, outputs: dict, version: int | None
+) -> predict_pb2.PredictResponse:
+    response = predict_pb2.PredictResponse()
+    _fill_model_spec(response.model_spec, request.model_spec.name, name, version)
+    for alias, tensor in outputs.items():
+        tensors.ndarray_to_tensor_proto(tensor.numpy(), response.outputs[alias])
+    return response
 
 
 def _read_outputs(outputs: dict, kind: str) -> dict:

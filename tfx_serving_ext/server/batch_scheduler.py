@@ -27,6 +27,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,8 +60,9 @@ class _Rows(np.ndarray):
 class _Call:
     """One call of a BatchedSignature, waiting for the parts it was cut into."""
 
-    def __init__(self, parts: int):
+    def __init__(self, parts: int, on_done: Callable[[_Call], None] | None = None):
         self.done = threading.Event()
+        self._on_done = on_done
         self.outputs: list[dict | None] = [None] * parts
         self.error: ServingError | None = None
         self._remaining = parts
@@ -74,6 +76,8 @@ class _Call:
             self._remaining -= 1
             if self._remaining == 0:
                 self.done.set()
+                if self._on_done is not None:
+                    self._on_done(self)
 
     def result(self) -> dict:
         self.done.wait()
@@ -177,9 +181,12 @@ class BatchScheduler:
 class BatchedSignature:
     """A signature function whose concurrent calls run together, as TF Serving's BatchingSession.
 
-    Called like the function it wraps (keyword tensors in, output alias -> tensor out); each
-    output comes back as the caller's rows, with `.numpy()`.
+    Called like the function it wraps, but with NumPy arrays (`takes_arrays`): a task is sized,
+    keyed and merged as arrays, and a batch becomes tensors once, when it runs, so that a request
+    pays for no tensor of its own. Output alias -> the caller's rows, with `.numpy()`.
     """
+
+    takes_arrays = True
 
     def __init__(self, function, options: QueueOptions, scheduler: BatchScheduler, name: str):
         self.function = function
@@ -193,6 +200,19 @@ class BatchedSignature:
     # ---- the caller's side -------------------------------------------------------------------
 
     def __call__(self, **inputs) -> dict:
+        return self.submit(inputs).result()
+
+    def submit(self, inputs: dict, on_done: Callable[[_Call], None] | None = None) -> _Call:
+        """Queues a call and returns it at once; `on_done(call)` runs when its result is in.
+
+        `on_done` runs in the thread that finishes the call (a batch thread), so it should
+        only hand the call over (e.g. `loop.call_soon_threadsafe`).
+
+        Raises:
+            ServingError: INVALID_ARGUMENT for inputs that cannot be batched or a task over
+                `input_batch_size_limit`; UNAVAILABLE when the queue is full or stopping.
+        """
+        inputs = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in inputs.items()}
         size = _task_size(inputs)
         limit = self.options.input_batch_size_limit
         if size > limit:
@@ -200,9 +220,9 @@ class BatchedSignature:
                 f"Task size {size} is larger than maximum input batch size {limit}"
             )
         key = _batch_key(inputs, self.options.pad_variable_length_inputs)
-        return self._schedule(inputs, size, key).result()
+        return self._schedule(inputs, size, key, on_done)
 
-    def _schedule(self, inputs: dict, size: int, key: tuple) -> _Call:
+    def _schedule(self, inputs: dict, size: int, key: tuple, on_done) -> _Call:
         options = self.options
         full = options.max_execution_batch_size
         with self._cv:
@@ -225,7 +245,7 @@ class BatchedSignature:
                     sizes.append(min(left, full))
                     left -= sizes[-1]
                 self._start_batch_or_refuse(len(sizes) - (1 if room > 0 else 0), start=False)
-            call = _Call(len(sizes))
+            call = _Call(len(sizes), on_done)
             offset = 0
             for index, rows in enumerate(sizes):
                 if self._batches[-1].size + rows > full:
@@ -301,12 +321,13 @@ class BatchedSignature:
         padding = padded - batch.size
         merged = {}
         for alias in parts[0].inputs:
-            tensors = [part.inputs[alias] for part in parts]
-            if self.options.pad_variable_length_inputs and len(tensors) > 1:
-                tensors = _pad_to_largest(tensors)
+            arrays = [part.inputs[alias] for part in parts]
+            if self.options.pad_variable_length_inputs and len(arrays) > 1:
+                arrays = _pad_to_largest(arrays)
             if padding:
-                tensors.append(tf.repeat(tensors[-1][:1], padding, axis=0))
-            merged[alias] = tensors[0] if len(tensors) == 1 else tf.concat(tensors, axis=0)
+                arrays.append(np.repeat(arrays[-1][:1], padding, axis=0))
+            joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+            merged[alias] = tf.convert_to_tensor(joined)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "signature %s: batch of %d tasks, %d rows, padded to %d",
@@ -341,10 +362,10 @@ def _task_size(inputs: dict) -> int:
     if not inputs:
         raise invalid_argument("Batching Run() must have at least one input tensor")
     sizes = set()
-    for tensor in inputs.values():
-        if len(tensor.shape) == 0:
+    for array in inputs.values():
+        if array.ndim == 0:
             raise invalid_argument("Batching Run() input tensors must have at least one dimension")
-        sizes.add(int(tensor.shape[0]))
+        sizes.add(array.shape[0])
     if len(sizes) > 1:
         raise invalid_argument("Batching Run() input tensors must have equal 0th-dimension size")
     return sizes.pop()
@@ -353,8 +374,8 @@ def _task_size(inputs: dict) -> int:
 def _batch_key(inputs: dict, pad: bool) -> tuple:
     """Returns what tasks of one batch must share: input names, dtypes, shapes past dim 0."""
     if pad:
-        return tuple((k, v.dtype, len(v.shape)) for k, v in sorted(inputs.items()))
-    return tuple((k, v.dtype, tuple(v.shape[1:])) for k, v in sorted(inputs.items()))
+        return tuple((k, v.dtype, v.ndim) for k, v in sorted(inputs.items()))
+    return tuple((k, v.dtype, v.shape[1:]) for k, v in sorted(inputs.items()))
 
 
 def _round_up(allowed: tuple[int, ...], size: int) -> int:
@@ -365,23 +386,20 @@ def _round_up(allowed: tuple[int, ...], size: int) -> int:
     return allowed[index] if index < len(allowed) else size
 
 
-def _pad_to_largest(tensors: list) -> list:
-    """Returns the tensors padded past dim 0 to their largest shape, with their first element."""
-    import tensorflow as tf
-
-    rank = len(tensors[0].shape)
-    largest = [max(int(t.shape[d]) for t in tensors) for d in range(rank)]
+def _pad_to_largest(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Returns the arrays padded past dim 0 to their largest shape, with their first element."""
+    rank = arrays[0].ndim
+    largest = [max(a.shape[d] for a in arrays) for d in range(rank)]
     padded = []
-    for tensor in tensors:
-        missing = [largest[d] - int(tensor.shape[d]) for d in range(1, rank)]
+    for array in arrays:
+        missing = [largest[d] - array.shape[d] for d in range(1, rank)]
         if not any(missing):
-            padded.append(tensor)
+            padded.append(array)
             continue
         if rank > 6:
             raise invalid_argument("Only tensors with rank from 1 to 6 can be padded.")
-        if tf.size(tensor) == 0:
+        if array.size == 0:
             raise invalid_argument("Got empty tensor in batch of non-empty tensors.")
-        value = tf.reshape(tensor, [-1])[0]
-        paddings = [[0, 0]] + [[0, m] for m in missing]
-        padded.append(tf.pad(tensor, paddings, constant_values=value))
+        paddings = [(0, 0)] + [(0, m) for m in missing]
+        padded.append(np.pad(array, paddings, constant_values=array.flat[0]))
     return padded

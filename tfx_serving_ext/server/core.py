@@ -238,6 +238,24 @@ class ServerCore:
             servable = self.servable_for(request.model_spec)
             return self.run_model(servable.name, "Predict", servable.predict, request)
 
+    async def predict_async(self, request, entrypoint: str = "GRPC"):
+        """As `predict`, for a servable whose requests wait in batch queues: awaits its batch.
+
+        Raises:
+            ServingError: as `predict`.
+        """
+        with self._observed(request.model_spec.name, "Predict", entrypoint):
+            servable = self.servable_for(request.model_spec)
+            start = time.perf_counter()
+            response = await servable.predict_async(request)
+            self._record_runtime(servable.name, "Predict", start)
+            return response
+
+    @property
+    def batches_requests(self) -> bool:
+        """Whether loaded versions run their requests through server-side batch queues."""
+        return self._batching is not None
+
     def classify(self, request, entrypoint: str = "GRPC"):
         """Returns the ClassificationResponse for a ClassificationRequest."""
         with self._observed(request.model_spec.name, "Classify", entrypoint):
@@ -271,8 +289,11 @@ class ServerCore:
         """Returns run(request), its time recorded as the model's runtime latency if it succeeds."""
         start = time.perf_counter()
         response = run(request)
-        self.metrics.record_runtime(model_name, api, (time.perf_counter() - start) * 1e6)
+        self._record_runtime(model_name, api, start)
         return response
+
+    def _record_runtime(self, model_name: str, api: str, start: float) -> None:
+        self.metrics.record_runtime(model_name, api, (time.perf_counter() - start) * 1e6)
 
     def model_metadata(
         self, request: get_model_metadata_pb2.GetModelMetadataRequest

@@ -169,7 +169,7 @@ class ModelServer:
             core.start(config)
             if options.wait_for_initial_models:
                 self._wait_for_initial_models(core)
-            self._grpc_server, self.grpc_port = start_grpc_server(
+            self._grpc_server = start_grpc_server(
                 core,
                 options.host,
                 options.port,
@@ -180,6 +180,7 @@ class ModelServer:
                 max_message_bytes=options.grpc_max_message_bytes,
                 max_concurrent_streams=options.grpc_max_concurrent_streams,
             )
+            self.grpc_port = self._grpc_server.port
             logger.info("Running gRPC ModelServer at %s ...", self.grpc_address)
             if options.grpc_socket_path:
                 logger.info(
@@ -284,7 +285,7 @@ class ModelServer:
             self._rest_server.stop()
             self._rest_server = None
         if self._grpc_server is not None:
-            self._grpc_server.stop(grace=5).wait(timeout=10)
+            self._grpc_server.stop(grace=5)
             self._grpc_server = None
         if self._core is not None:
             self._core.stop()

@@ -66,7 +66,7 @@ class Servable:
         self.limits = limits
         self.batched = batching is not None
         if batching is not None:
-            # Every request path of LocalModel calls model.signatures[name](**tensors).
+            # Every request path of LocalModel calls model.signatures[name](**arrays).
             model.signatures = batching.batched_signatures(model.signatures, path)
 
     @property
@@ -108,13 +108,15 @@ class Servable:
         try:
             return run(request, self.version)
         except Exception as exc:
-            status = from_exception(exc)
-            if not isinstance(exc, ServingError):
-                logger.error("%s v%d failed a request: %s", self.name, self.version, exc)
-            safe = client_message(status.message, str(self.path), str(self.path.resolve()))
-            if safe == status.message:
-                raise status from exc
-            raise ServingError(status.code, safe) from exc
+            raise self._client_error(exc) from exc
+
+    def _client_error(self, exc: Exception) -> ServingError:
+        """Returns the status a failed request is told, without the server's stack or paths."""
+        status = from_exception(exc)
+        if not isinstance(exc, ServingError):
+            logger.error("%s v%d failed a request: %s", self.name, self.version, exc)
+        safe = client_message(status.message, str(self.path), str(self.path.resolve()))
+        return status if safe == status.message else ServingError(status.code, safe)
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         """Returns the PredictResponse for `request`, run on this version.
@@ -123,9 +125,26 @@ class Servable:
             ServingError: INVALID_ARGUMENT for inputs of a rank the signature cannot take or
                 over `self.limits` (checked before they are decoded); as LocalModel.predict.
         """
+        self._check_predict(request)
+        return self._answer(self.model.predict, request)
+
+    async def predict_async(
+        self, request: predict_pb2.PredictRequest
+    ) -> predict_pb2.PredictResponse:
+        """As `predict`, awaiting the batch queue rather than holding a thread while it waits.
+
+        Raises:
+            ServingError: as `predict`.
+        """
+        self._check_predict(request)
+        try:
+            return await self.model.predict_async(request, self.version)
+        except Exception as exc:
+            raise self._client_error(exc) from exc
+
+    def _check_predict(self, request: predict_pb2.PredictRequest) -> None:
         signature = self.signature_defs.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
         tensors.check_request_tensors(request.inputs, signature, self.limits)
-        return self._answer(self.model.predict, request)
 
     def predict_arrays(self, request: predict_pb2.PredictRequest) -> dict[str, np.ndarray]:
         """Returns the output arrays by alias for `request` (the REST path: no proto between).
@@ -133,8 +152,7 @@ class Servable:
         Raises:
             ServingError: as `predict`.
         """
-        signature = self.signature_defs.get(request.model_spec.signature_name or DEFAULT_SIGNATURE)
-        tensors.check_request_tensors(request.inputs, signature, self.limits)
+        self._check_predict(request)
 
         def run(request, _version):
             _, outputs = self.model.predict_outputs(request)
