@@ -41,7 +41,8 @@ def describe_server(
     Returns:
         A JSON-ready dict with `kind`, `tf_serving` (bool), `description` (one line), and
         `tensorflow_version` (embedded), `image`, `image_digest` (None when it cannot be known)
-        and `image_id` (docker), or `address` and `server_version` (endpoint).
+        and `image_id` (docker), or `address`, `replicas` (when resolved) and
+        `server_version` (endpoint).
     """
     facts = facts or {}
     identity: dict[str, Any] = {"kind": backend_name, "tf_serving": False}
@@ -59,6 +60,8 @@ def describe_server(
         address = facts.get("address") or endpoint_address
         version = facts.get("server_version")
         identity["address"] = address
+        if facts.get("replicas"):
+            identity["replicas"] = list(facts["replicas"])  # each got the canary config
         identity["server_version"] = version
         identity["description"] = f"the TF Serving at {address} " + (
             f"(version {version}, as declared)"
