@@ -54,8 +54,10 @@ def add_fleet_arg(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ADDR",
-        help="a replica (host:port, http://host:port) or dns:///name:port for every A/AAAA "
-        "record of a headless Service; repeatable or comma-separated; instead of --server",
+        help="a replica (host:port, [ipv6]:port, http://host:port) or dns:///name:port for "
+        "every A/AAAA record of a headless Service, always with the port (none is assumed: TF "
+        "Serving listens on 8500 for gRPC, 8501 for REST); repeatable or comma-separated; "
+        "instead of --server",
     )
 
 

@@ -40,10 +40,13 @@ def add_parser(subparsers) -> None:
             failed_verification="the server did not serve it (failed to load, timed out, "
             "unreachable, or --watch rolled it back);\n     the version is removed again unless "
             "--no-rollback-on-failure",
-            refused="refused: not a loadable model, bad arguments or model config; nothing "
+            refused="refused: not a loadable model, bad arguments (a --fleet address without "
+            "its port, a --watch\n     with nothing to look at) or model config; nothing "
             "published",
-            io_error="I/O error (disk full, permission denied, read-only volume); nothing "
-            "published,\n     no temporary file left: fix the storage and push again",
+            io_error="I/O error (disk full, permission denied, read-only volume): fix the "
+            "storage and push again;\n     before publishing: nothing published, no temporary "
+            "file left; after it (writing the model\n     config, retention): the error line "
+            "says which versions the volume holds now",
         ),
         formatter_class=HelpFormatter,
     )

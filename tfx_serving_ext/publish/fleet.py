@@ -17,6 +17,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,8 +36,23 @@ AVAILABLE = "AVAILABLE"
 END = "END"
 
 
+# The forms of a fleet entry, as the errors (and `push --help`) name them.
+ADDRESS_FORMS = (
+    "host:port or [ipv6]:port (gRPC), unix:/path (a gRPC socket), http://host:port or "
+    "https://host:port (REST), or dns:///name:port (every A/AAAA record of a headless Service)"
+)
+# A bare host would go to gRPC's default port 443, never TF Serving's: the port is required.
+PORT_REQUIRED = (
+    "the port is required, none is assumed (TF Serving's defaults: 8500 for gRPC, 8501 for REST)"
+)
+
+
 class FleetError(ValueError):
-    """The fleet cannot be named: a DNS name without records, an empty list, a bad entry."""
+    """The fleet cannot be named as given: an empty list or a malformed entry (the user's input)."""
+
+
+class FleetUnresolved(FleetError):
+    """A well-formed `dns:///name:port` whose name does not resolve, or has no A/AAAA records."""
 
 
 @dataclass
@@ -74,27 +90,84 @@ def resolve_fleet(
     (IPv6 in brackets); `http://` entries are kept as they are. Duplicates are dropped.
 
     Raises:
-        FleetError: no entries, an entry without a port, or a name that resolves to nothing.
+        FleetError: no entries, or an entry that is none of ADDRESS_FORMS (checked before any
+            name is looked up).
+        FleetUnresolved: a `dns:///` name that resolves to nothing.
     """
     if not entries:
-        raise FleetError("the fleet is empty: give replica addresses or dns:///name:port")
+        raise FleetError(f"the fleet is empty: give replica addresses, each {ADDRESS_FORMS}")
+    for entry in entries:
+        check_fleet_entry(entry)
     addresses: list[str] = []
     for entry in entries:
         if not entry.startswith(DNS_PREFIX):
             addresses.append(entry)
             continue
-        host, sep, port = entry[len(DNS_PREFIX) :].rpartition(":")
-        if not sep or not port.isdigit() or not host:
-            raise FleetError(f"{entry!r}: write a DNS fleet as dns:///name:port")
+        host, _, port = entry[len(DNS_PREFIX) :].rpartition(":")
         try:
             records = resolver(host, int(port), type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise FleetError(f"{entry!r}: {host} does not resolve ({exc})") from exc
+            raise FleetUnresolved(f"{entry!r}: {host} does not resolve ({exc})") from exc
         ips = sorted({record[4][0] for record in records})
         if not ips:
-            raise FleetError(f"{entry!r}: {host} has no A/AAAA records (is the Service headless?)")
+            raise FleetUnresolved(
+                f"{entry!r}: {host} has no A/AAAA records (is the Service headless?)"
+            )
         addresses.extend(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip in ips)
     return list(dict.fromkeys(addresses))
+
+
+def check_fleet_entry(entry: str) -> None:
+    """Checks that `entry` names a replica in one of ADDRESS_FORMS, with its port.
+
+    Raises:
+        FleetError: it does not, e.g. "fleet entry '127.0.0.1' has no port: write host:port ...".
+    """
+    problem = _entry_problem(entry)
+    if problem:
+        raise FleetError(f"fleet entry {entry!r} {problem}: write {ADDRESS_FORMS}; {PORT_REQUIRED}")
+
+
+def _entry_problem(entry: str) -> str:
+    """Returns what keeps `entry` from being a replica address ("" when nothing does)."""
+    if "," in entry:
+        return "holds several addresses: give a list, one replica per entry"
+    if entry.startswith("unix:"):
+        return "" if entry.removeprefix("unix:").lstrip("/") else "names no socket path"
+    if entry.startswith(DNS_PREFIX):
+        return _host_port_problem(entry[len(DNS_PREFIX) :])
+    if entry.startswith(("http://", "https://")):
+        parts = urllib.parse.urlsplit(entry)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            return "has a path: give the replica's REST root"
+        return _host_port_problem(parts.netloc)
+    if "://" in entry or entry.startswith("dns:"):
+        return "has a scheme that is not http://, https:// or dns:///"
+    return _host_port_problem(entry)
+
+
+def _host_port_problem(hostport: str) -> str:
+    """Returns what is wrong with "host:port" or "[ipv6]:port" ("" when nothing is)."""
+    if hostport.startswith("["):
+        host, closed, rest = hostport[1:].partition("]")
+        if not closed:
+            return "has no closing ] after its IPv6 address"
+        if not rest:
+            return "has no port"
+        port = rest.removeprefix(":") if rest.startswith(":") else None
+    else:
+        host, colon, port = hostport.rpartition(":")
+        if not colon:
+            return "has no port"
+        if ":" in host:
+            return "is an IPv6 address without brackets ([ipv6]:port)"
+    if not host:
+        return "has no host"
+    if port is None or not port.isdigit() or not 0 < int(port) < 65536:
+        return f"has no valid port after {host!r}"
+    if any(c.isspace() or c in "/@?#,[]" for c in host):
+        return f"has {host!r} where a host name or IP address goes"
+    return ""
 
 
 def metrics_url_for(address: str, protocol: str, metrics_port: int | None) -> str:
@@ -135,7 +208,7 @@ class Fleet:
         """Returns the fleet with a client per resolved replica address.
 
         Raises:
-            FleetError: see `resolve_fleet`.
+            FleetError, FleetUnresolved: see `resolve_fleet`.
         """
         from tfx_serving_ext.client.client import ServingClient
 

@@ -4,7 +4,8 @@
 label canary. The steps:
 
 1. ask every replica what it serves (one that does not answer: nothing is published);
-2. snapshot each replica's request metrics (the figures before the swap) when watching;
+2. when watching, read the requests to replay and snapshot each replica's request metrics
+   (the figures before the swap); a watch with neither is refused (`watch_inputs`);
 3. publish the version on the volume;
 4. wait until every replica reports it AVAILABLE: END on one, or a deadline missed, removes it
    again and waits until every replica is back on the previous version;
@@ -24,14 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfx_serving_ext.checks.requests import RequestForSignature
-from tfx_serving_ext.protocol.versions import list_versions
 from tfx_serving_ext.publish import volume
 from tfx_serving_ext.publish.fleet import (
     END,
     ROLLED_BACK,
     TIMEOUT,
     Fleet,
-    FleetError,
+    FleetUnresolved,
     ReplicaState,
     served_by_replica,
     verify_fleet,
@@ -44,11 +44,10 @@ from tfx_serving_ext.publish.labels import LabelNotRouted, move_labels
 from tfx_serving_ext.publish.push_config import (
     NEW_VERSION,
     PREVIOUS_VERSION,
-    PushConfigError,
     VolumePushConfig,
 )
-from tfx_serving_ext.publish.watch import FAILED, WatchReport, metrics_baseline, watch_new_version
-from tfx_serving_ext.publish.watch_traffic import load_replay_requests
+from tfx_serving_ext.publish.watch import FAILED, WatchReport, watch_new_version
+from tfx_serving_ext.publish.watch_inputs import watch_inputs
 
 if TYPE_CHECKING:
     from tfx_serving_ext.publish.push import VolumePushResult
@@ -75,6 +74,11 @@ def push_progressively(
         progress: called with (bytes copied, total bytes) during the copy.
         on_replica: called whenever a replica's state changes (a live display).
         on_watch: called after every sample of the watch.
+
+    Raises:
+        FleetError: a fleet entry is malformed (nothing contacted, nothing published).
+        PushConfigError: the watch cannot replay its requests file, or would see nothing
+            (`watch_inputs`); nothing published.
     """
     from tfx_serving_ext.publish.push import UNREACHABLE, VolumePushResult
 
@@ -84,7 +88,7 @@ def push_progressively(
             protocol=config.server_protocol,
             metrics_port=config.metrics_port,
         )
-    except FleetError as exc:
+    except FleetUnresolved as exc:  # a malformed entry (FleetError) is refused, not this
         message = f"fleet not usable, nothing published: {exc}"
         return VolumePushResult(pushed=False, verification=UNREACHABLE, message=message)
     with fleet:
@@ -118,8 +122,7 @@ def _push(
     served_before = set().union(*served.values())
     # Versions are never reused, so what serves now is what the new version is compared with.
     previous = max(served_before) if served_before else None
-    replay = _replay_requests(config, previous, model_dir)
-    before = metrics_baseline(fleet, config.model_name) if config.watch_seconds else {}
+    replay, before = watch_inputs(fleet, config, previous, model_dir)
 
     labels_before = _labels_now(config)
     published = volume.publish_version(model_dir, config.base_directory, progress=progress)
@@ -209,27 +212,6 @@ def _labels_now(config: VolumePushConfig) -> dict[str, int]:
     if not (config.model_config_file and Path(config.model_config_file).is_file()):
         return {}
     return model_config.read_version_labels(config.model_config_file, config.model_name)
-
-
-def _replay_requests(
-    config: VolumePushConfig, previous: int | None, model_dir: Path
-) -> list[RequestForSignature]:
-    """Returns the watch's replayed requests, read before anything is published.
-
-    Raises:
-        PushConfigError: `watch_requests_file` is missing or not a file of PredictionLogs.
-    """
-    if not (config.watch_seconds and config.watch_replay):
-        return []
-    from tfx_serving_ext.checks.warmup import WarmupFileError
-
-    on_disk = list_versions(config.base_directory)
-    dirs = [on_disk[previous]] if previous in on_disk else []
-    try:
-        return load_replay_requests(config.watch_requests_file, [*dirs, model_dir])
-    except (FileNotFoundError, WarmupFileError) as exc:
-        message = f"nothing published: the watch cannot replay requests: {exc}"
-        raise PushConfigError(message) from exc
 
 
 def _watch(

@@ -113,7 +113,9 @@ def push_to_volume(
 
     Raises:
         PushConfigError: `model_dir` holds no SavedModel, or (with no server to verify on) its
-            variables are incomplete, or the watch's `watch_requests_file` cannot be read.
+            variables are incomplete, or the watch's `watch_requests_file` cannot be read, or
+            the watch would have nothing to look at (no request to replay, no replica's
+            metrics: set `metrics_port` or `watch_requests_file`); nothing is published.
         model_config.ModelConfigError: the model config file cannot be read or has no entry
             for the model (checked before anything is published).
         volume.UnsafeModelPath: the model tree links outside itself.

@@ -15,6 +15,7 @@ from typing import Any
 
 from tfx_serving_ext.config_fields import dataclass_from_mapping
 from tfx_serving_ext.protocol.model_tree import validate_model_name
+from tfx_serving_ext.publish.fleet import FleetError, check_fleet_entry
 
 # Label targets besides a literal version number.
 NEW_VERSION = "new"
@@ -81,7 +82,8 @@ class VolumePushConfig:
         rollback_on_failure: remove the new version again if it fails to load or times out.
         fleet: the replicas to verify on instead of `server_address`: addresses (`host:port`,
             `http://host:port`) and/or `dns:///name:port` (every A/AAAA record of a headless
-            Service); the push counts only once every replica reports the version AVAILABLE.
+            Service), each with its port (`fleet.ADDRESS_FORMS`); the push counts only once
+            every replica reports the version AVAILABLE.
         metrics_port: the replicas' REST port, where TF Serving serves Prometheus metrics,
             when the fleet is addressed over gRPC (8501 in the official image).
         watch_seconds: after the swap, watch the new version this long and roll it back when
@@ -147,6 +149,11 @@ class VolumePushConfig:
     def _check_progressive_delivery(self) -> None:
         if isinstance(self.fleet, str):
             self.fleet = [self.fleet]
+        for entry in self.fleet:
+            try:
+                check_fleet_entry(entry)
+            except FleetError as exc:
+                raise PushConfigError(str(exc)) from exc
         if isinstance(self.watch_thresholds, Mapping):
             unknown = set(self.watch_thresholds) - {
                 f.name for f in dataclasses.fields(WatchThresholds)

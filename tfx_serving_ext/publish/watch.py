@@ -142,7 +142,10 @@ def metrics_baseline(fleet: Fleet, model_name: str) -> dict[str, MetricsSnapshot
     snapshots: dict[str, MetricsSnapshot | str] = {}
     for replica in fleet.replicas:
         if not replica.metrics_url:
-            snapshots[replica.address] = "no metrics address (set metrics_port)"
+            snapshots[replica.address] = (
+                "no metrics address: the replica is addressed over gRPC; set metrics_port "
+                "(push --metrics-port) to its REST port"
+            )
             continue
         try:
             snapshots[replica.address] = scrape_snapshot(replica.metrics_url, model_name)

@@ -105,9 +105,13 @@ def scrape_snapshot(metrics_url: str, model_name: str, timeout: float = 5.0) -> 
             text = response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         raise MetricsUnavailable(
-            f"{url} answered HTTP {exc.code}: start TF Serving with --monitoring_config_file "
-            "enabling prometheus_config, or set watch_replay to judge replayed requests only"
+            f"{url} answered HTTP {exc.code}: point metrics_port (push --metrics-port) at the "
+            "replicas' REST port (TF Serving's --rest_api_port) and start TF Serving with "
+            "--monitoring_config_file enabling prometheus_config"
         ) from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise MetricsUnavailable(f"{url} unreachable: {exc}") from exc
+        raise MetricsUnavailable(
+            f"{url} unreachable: {exc}; is metrics_port (push --metrics-port) the replicas' "
+            "REST port?"
+        ) from exc
     return parse_snapshot(text, model_name)
