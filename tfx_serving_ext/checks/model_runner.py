@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -329,20 +331,52 @@ async def _call_async(function, arguments: dict[str, np.ndarray]) -> dict:
         return _call(function, arguments)
     loop = asyncio.get_running_loop()
     settled: asyncio.Future = loop.create_future()
-
-    def done(call) -> None:  # a batch thread, or the thread stopping the scheduler
-        loop.call_soon_threadsafe(_settle, settled, call)
-
+    inbox = _LoopInbox.of(loop)
     try:
-        submit(arguments, on_done=done)
+        submit(arguments, on_done=lambda call: inbox.put(settled, call))
         return (await settled).result()
     except Exception as exc:
         raise from_exception(exc) from exc
 
 
-def _settle(future: asyncio.Future, call) -> None:
-    if not future.done():  # a cancelled request's batch still finishes
-        future.set_result(call)
+class _LoopInbox:
+    """Hands finished calls to an event loop: one wake-up for all the calls of a batch.
+
+    A batch thread finishing 32 calls would otherwise wake the loop 32 times (each
+    `call_soon_threadsafe` writes to the loop's self-pipe); here the first call of a burst
+    schedules one drain and the rest join it.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    _by_loop_lock = threading.Lock()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list = []
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _LoopInbox:
+        inbox = cls._by_loop.get(loop)
+        if inbox is None:
+            with cls._by_loop_lock:
+                inbox = cls._by_loop.setdefault(loop, cls(loop))
+        return inbox
+
+    def put(self, future: asyncio.Future, call) -> None:
+        """Called from any thread: `future` gets `call` on the loop."""
+        with self._lock:
+            self._items.append((future, call))
+            first = len(self._items) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+        for future, call in items:
+            if not future.done():  # a cancelled request's batch still finishes
+                future.set_result(call)
 
 
 def _predict_response(
