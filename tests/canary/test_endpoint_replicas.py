@@ -28,15 +28,23 @@ from tfx_serving_ext.server import ModelServer, ServerOptions
 
 
 @contextlib.contextmanager
-def serving_fleet(config_file: Path, hosts: list[str], *, same_port: bool) -> Iterator[list[str]]:
+def serving_fleet(
+    config_file: Path,
+    hosts: list[str],
+    *,
+    same_port: bool,
+    model: str = "penguin",
+    strict: tuple[bool, ...] = (),
+) -> Iterator[list[str]]:
     """Yields the gRPC addresses of one replica per host serving `config_file`, all loaded.
 
     With `same_port`, every replica listens on the first one's port (as pods behind a headless
-    Service do), each on its own loopback address.
+    Service do), each on its own loopback address. `strict[i]` turns on replica i's
+    `enable_signature_method_name_check`.
     """
     servers: list[ModelServer] = []
     try:
-        for host in hosts:
+        for index, host in enumerate(hosts):
             port = servers[0].grpc_port if servers and same_port else 0
             options = ServerOptions(
                 model_config_file=str(config_file),
@@ -44,12 +52,13 @@ def serving_fleet(config_file: Path, hosts: list[str], *, same_port: bool) -> It
                 port=port,
                 file_system_poll_wait_seconds=0.2,
                 enable_rest=False,
+                enable_signature_method_name_check=index < len(strict) and strict[index],
             )
             servers.append(ModelServer(options).start())
         addresses = [server.grpc_address for server in servers]
         for address in addresses:
             with ServingClient(address) as client:
-                client.wait_until_available("penguin", timeout=60)
+                client.wait_until_available(model, timeout=60)
         yield addresses
     finally:
         for server in servers:
@@ -233,3 +242,37 @@ def test_a_dns_name_without_records_is_refused_naming_the_name(canary_models, tm
     with pytest.raises(BackendError, match="tf-serving-headless does not resolve"):
         backend.start()
     assert not (tmp_path / CANARY_DIR).exists()
+
+
+def test_a_candidate_that_loads_on_the_canarys_replica_only_is_refused_naming_the_other(
+    tmp_path,
+):
+    """The second replica checks signature method names: the candidate's Regress warmup ends
+    its load in END there (see tests/fleet/conftest.py), while the first replica loads it."""
+    from tests.fleet.conftest import save_fleet_model
+
+    base = tmp_path / "volume" / "m"
+    volume.publish_version(save_fleet_model(tmp_path / "v1", 1.0), base)
+    candidate = save_fleet_model(tmp_path / "candidate", 3.0, regress_warmup=True)
+    config_file = tmp_path / "models.config"
+    write_model_server_config(config_file, model_server_config([("m", base)]))
+    hosts = ["127.0.0.1", "127.0.0.1"]
+    with serving_fleet(
+        config_file, hosts, same_port=False, model="m", strict=(False, True)
+    ) as replicas:
+        backend = EndpointBackend(
+            CanaryModels("m", candidate), ",".join(replicas), base, model_config_file=config_file
+        )
+        try:
+            backend.start()
+            with pytest.raises(BackendError) as refused:
+                backend.wait_until_running(deadline=time.time() + 60)
+        finally:
+            backend.stop()
+        after = {r: (_states(r, "m"), _states(r, backend.canary_model_name)) for r in replicas}
+    message = str(refused.value)
+    assert message.startswith(f"the candidate loaded on {replicas[0]} but not on {replicas[1]}: ")
+    assert "align them and run again" in message
+    for replica, (live, canary) in after.items():
+        assert live == [(1, "AVAILABLE")], replica
+        assert _unloaded(canary), (replica, canary)
