@@ -60,11 +60,11 @@ def test_a_malformed_fleet_is_one_error_line_and_nothing_published(
     fleet = ["--fleet", "dns:///localhost"]  # no port: checked before any lookup
     assert main(["versions", str(base), *fleet]) == 2
     err = capsys.readouterr().err
-    assert "write a DNS fleet as dns:///name:port" in err and "Traceback" not in err
-    # push treats a fleet it cannot reach as an unreachable server: exit 1, nothing published.
-    assert main(["push", str(half_plus_two_dir), str(base), *fleet]) == 1
+    assert "fleet entry 'dns:///localhost' has no port" in err and "Traceback" not in err
+    # A malformed fleet is the user's input refused (exit 2), before anything is published.
+    assert main(["push", str(half_plus_two_dir), str(base), *fleet]) == 2
     captured = capsys.readouterr()
-    assert "fleet not usable, nothing published" in captured.err + captured.out
-    assert "write a DNS fleet as dns:///name:port" in captured.err + captured.out
+    assert "fleet entry 'dns:///localhost' has no port" in captured.err
+    assert "dns:///name:port" in captured.err
     assert "Traceback" not in captured.err + captured.out
     assert not [p for p in base.iterdir() if p.name.isdigit()]
