@@ -6,11 +6,13 @@ in-process (the floor), and the latency of the first requests after a hot swap w
 without a warmup file. Prints a table and writes benchmarks/results/server.json.
 
 Server-side batching: gRPC requests/s and p50/p99 at concurrency 8 and 32 with batching off and
-on (`--enable_batching` with BATCHING_PARAMETERS below; both servers have --grpc_max_threads=32
-so that 32 requests can be in the server at once), and their ratios; beside them, one request
-at a time, the gRPC Predict and the bare signature call (the model's share of a lone request's
-cost; batching amortizes the model's call, not the rest). Target (issue 14): on gives at least
-2x the requests/s of off at concurrency 32, at a p99 no worse than 1.5x off.
+on (`--enable_batching` with BATCHING_PARAMETERS below; both servers have --grpc_max_threads=32,
+so that without batching 32 requests can run at once), and their ratios; beside them, one
+request at a time, the gRPC Predict and the bare signature call (the model's share of a lone
+request's cost; batching amortizes the model's call, not the rest). With batching the server's
+gRPC front end is an event loop on which requests wait for their batch without a thread each
+(see tfx_serving_ext/server/grpc_service.py). Target (issue 14): on gives at least 2x the
+requests/s of off at concurrency 32, at a p99 no worse than 1.5x off.
 
 The server runs as its own process (`tfx-serving-ext serve`), as it is deployed, so client and
 server do not share one interpreter lock; `--in-process-server` runs it inside the benchmark
