@@ -86,8 +86,10 @@ def render_server_batching(data: dict) -> list[str]:
         f"{data['model_share_of_request']:.0%} of its time in the model's call (signature call "
         "p50 / gRPC Predict p50); batching shares that call among a batch's requests, while "
         "the rest (gRPC on both ends, decoding, checks, the response, all in Python on cores "
-        "the client shares) is still paid per request, so it gains far less than TF Serving's "
-        "C++ server, whose per-request cost is small next to the model's.",
+        "the client shares) is still paid per request. With batching on, requests wait for "
+        "their batch on the gRPC front end's event loop, not in a thread each: on the threaded "
+        "server that batching first had, thread handoffs cost more than the model's call, "
+        "batches averaged 3 requests and the gain at 32 was 1.05-1.45x.",
     ]
     return lines
 

@@ -28,7 +28,9 @@ class CanaryConfig:
     batch_size: int = 1  # examples per request
     protocol: str = "grpc"
     backend: str = "auto"  # see serving.BACKENDS
-    endpoint_address: str = ""  # endpoint backend: gRPC host:port of the running server
+    # endpoint backend: the running fleet's gRPC address: host:port, dns:///name:port (every
+    # record a replica) or a comma-separated list of host:port
+    endpoint_address: str = ""
     endpoint_base_path: str = ""  # endpoint backend: the volume that server polls
     # endpoint backend: the fleet's --model_config_file (default: the one model of the volume),
     # the volume's path as the server sees it (default: the same), and its declared version

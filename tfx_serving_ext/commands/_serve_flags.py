@@ -87,7 +87,14 @@ def _flags() -> list[Flag]:
         Flag("per_process_gpu_memory_fraction", f, 0.0, HARDWARE),
         Flag("saved_model_tags", s, "serve", SERVED, "comma-separated tag set to load"),
         Flag("grpc_channel_arguments", s, "", SERVED, "e.g. grpc.max_receive_message_length=N"),
-        Flag("grpc_max_threads", i, 16, SERVED, "threads answering gRPC requests"),
+        Flag(
+            "grpc_max_threads",
+            i,
+            16,
+            SERVED,
+            "threads running gRPC requests (with --enable_batching a Predict waits for its "
+            "batch on an event loop, not in one of them)",
+        ),
         Flag("enable_model_warmup", b, True, SERVED),
         Flag("num_request_iterations_for_warmup", i, 1, SERVED),
         Flag("version", b, False, SERVED, "print the version and exit"),
