@@ -361,3 +361,17 @@ def test_serve_exits_non_zero_on_a_bad_parameters_file(tmp_path):
     assert finished.returncode == 1
     assert "batch_timeout" in finished.stdout + finished.stderr
     assert "Running gRPC ModelServer" not in finished.stdout
+
+
+def test_padding_strings_keeps_their_bytes_whole():
+    """pad_variable_length_inputs pads a string tensor with its first element as TF Serving
+    does, byte for byte: a serialized proto ending in NUL bytes stays whole (NumPy's own
+    padding would turn it into np.bytes_ and drop them)."""
+    from tfx_serving_ext.server.batch_scheduler import _pad_to_largest
+
+    short = np.array([[b"ab\x00"]], dtype=object)
+    wide = np.array([[b"x", b"y\x00\x00", b"z"]], dtype=object)
+    padded_short, padded_wide = _pad_to_largest([short, wide])
+    assert padded_short.tolist() == [[b"ab\x00", b"ab\x00", b"ab\x00"]]
+    assert padded_wide is wide
+    assert all(type(v) is bytes for v in padded_short.flat)

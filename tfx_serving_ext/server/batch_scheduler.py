@@ -400,6 +400,10 @@ def _pad_to_largest(arrays: list[np.ndarray]) -> list[np.ndarray]:
             raise invalid_argument("Only tensors with rank from 1 to 6 can be padded.")
         if array.size == 0:
             raise invalid_argument("Got empty tensor in batch of non-empty tensors.")
-        paddings = [(0, 0)] + [(0, m) for m in missing]
-        padded.append(np.pad(array, paddings, constant_values=array.flat[0]))
+        # Filled element by element: np.pad would turn a bytes value into np.bytes_ and lose
+        # its trailing NUL bytes (a serialized proto can end in one).
+        grown = np.empty((array.shape[0], *largest[1:]), dtype=array.dtype)
+        grown.fill(array.flat[0])
+        grown[tuple(slice(0, n) for n in array.shape)] = array
+        padded.append(grown)
     return padded
