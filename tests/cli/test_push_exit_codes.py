@@ -38,7 +38,8 @@ def test_push_help_says_what_an_io_error_leaves_before_and_after_publishing(caps
 
 def test_a_label_write_failing_after_publishing_says_what_the_volume_holds(tmp_path, capsys):
     """The model config lives on a real tmpfs that is full: the push publishes, the server
-    serves the new version, then writing the label fails with ENOSPC (root only)."""
+    serves the new version, then writing the label fails with ENOSPC (root only), leaving the
+    old config file and no temp file."""
     from tfx_serving_ext.client.client import ServingClient
     from tfx_serving_ext.server import ModelServer, ServerOptions
 
@@ -60,6 +61,7 @@ def test_a_label_write_failing_after_publishing_says_what_the_volume_holds(tmp_p
             code = main(["push", str(new_model), str(base), "--server",
                          server.grpc_address, "--model-name", MODEL, "--model-config-file",
                          str(config_file), "--label", "stable=new"])  # fmt: skip
+        left_on_the_full_disk = sorted(path.name for path in configs.iterdir())
     err = capsys.readouterr().err
     assert code == EXIT_IO_ERROR, err
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
@@ -67,3 +69,4 @@ def test_a_label_write_failing_after_publishing_says_what_the_volume_holds(tmp_p
     assert f"the versions on {base} are now [1, 2] (were [1])" in line
     assert "nothing was published" not in line
     assert sorted(list_versions(base)) == [1, 2]
+    assert left_on_the_full_disk == ["filler", "models.config"], "a temp config was left behind"

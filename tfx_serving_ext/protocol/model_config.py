@@ -135,14 +135,22 @@ def validated_model_configs(config: ModelServerConfig) -> list:
 
 
 def write_model_server_config(path: str | os.PathLike, config) -> None:
-    """Replaces the model config file atomically (temp file, fsync, rename, fsync dir)."""
+    """Replaces the model config file atomically (temp file, fsync, rename, fsync dir).
+
+    Raises:
+        OSError: the file cannot be written (the old one is left as it was, no temp file).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text_format.MessageToString(config))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text_format.MessageToString(config))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old file and no partial one
+        raise
     fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
