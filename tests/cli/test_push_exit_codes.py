@@ -67,6 +67,6 @@ def test_a_label_write_failing_after_publishing_says_what_the_volume_holds(tmp_p
     [line] = [line for line in err.splitlines() if line.startswith("error:")]
     assert line.startswith("error: I/O error: no space left on the device")
     assert f"the versions on {base} are now [1, 2] (were [1])" in line
-    assert "nothing was published" not in line
+    assert "no new version is on the volume" not in line
     assert sorted(list_versions(base)) == [1, 2]
     assert left_on_the_full_disk == ["filler", "models.config"], "a temp config was left behind"

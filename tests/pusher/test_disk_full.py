@@ -63,7 +63,7 @@ def test_push_onto_a_full_disk_says_so_and_leaves_the_volume_as_it_was(
     assert step.endswith(": I/O error")
     assert log.startswith("log: ")
     assert line.startswith("error: I/O error: no space left on the device")
-    assert f"nothing was published; the versions on {base} are as they were (1)" in line
+    assert f"no new version is on the volume; the versions on {base} are as they were (1)" in line
     assert line.endswith("free space on that filesystem and push again")
     assert_clean(base, before)
     assert not list(base.rglob("*.tmp"))
@@ -90,7 +90,7 @@ def test_a_disk_filling_up_during_the_copy_leaves_no_partial_version(
 
     err = capsys.readouterr().err
     [line] = error_lines(err)
-    assert "no space left on the device" in line and "nothing was published" in line
+    assert "no space left on the device" in line and "no new version is on the volume" in line
     assert "Traceback" not in err
     assert sorted(volume.list_versions(base)) == [1]
     assert not [p for p in base.iterdir() if p.name.startswith(volume.STAGING_PREFIX)]
@@ -185,7 +185,7 @@ def test_a_volume_the_user_may_not_write_is_an_io_error(half_plus_two_dir, as_no
         assert pushed == EXIT_IO_ERROR, push_err
         [line] = error_lines(push_err)
         assert line.startswith("error: I/O error: permission denied")
-        assert "nothing was published" in line
+        assert "no new version is on the volume" in line
         assert line.endswith("run as a user who may write there and push again")
         assert rolled == EXIT_IO_ERROR, rollback_err
         [line] = error_lines(rollback_err)

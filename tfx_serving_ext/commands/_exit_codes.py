@@ -96,7 +96,8 @@ def io_error_line(
         exc: the error.
         base_dir: the serving volume.
         before: its versions before the command ran (`versions_on`).
-        unchanged: what to say when the versions are as they were ("nothing was published").
+        unchanged: what to say when the versions are as they were ("no new version is on
+            the volume").
         again: what to do once the storage is fixed ("push again").
     """
     after = versions_on(base_dir)

@@ -153,7 +153,7 @@ def _push(args: argparse.Namespace, terminal: Terminal) -> int:
                     exc,
                     args.base_dir,
                     before,
-                    unchanged="nothing was published",
+                    unchanged="no new version is on the volume",
                     again="push again",
                 ),
                 EXIT_IO_ERROR,
