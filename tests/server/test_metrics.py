@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -137,7 +138,7 @@ def test_requests_over_both_apis_are_counted_by_tf_servings_names(monitored):
         labels = (("API", api), ("entrypoint", entrypoint), ("model_name", HPT))
         return values.get((":tensorflow:serving:request_latency_count", labels), 0)
 
-    assert latency_count("Predict", "GRPC") == 2  # successful requests only, as TF Serving
+    assert latency_count("Predict", "GRPC") == 2  # successful requests (and CANCELLED: below)
     assert latency_count("Classify", "GRPC") == 1
     assert latency_count("MultiInference", "GRPC") == 1
     assert latency_count("predict", "REST") == 1  # REST labels the URL's verb
@@ -238,3 +239,39 @@ def test_a_versions_warmup_is_timed_by_its_path(tmp_path, half_plus_two_dir):
     assert samples(page)[(":tensorflow:serving:model_warmup_latency_count", labels)] == 1
     # Warmup requests are not client requests: TF Serving does not count them.
     assert ":tensorflow:serving:request_count{" not in page
+
+
+def test_a_batched_predict_its_client_gave_up_on_is_counted_as_cancelled(tmp_path, hpt_base):
+    """With batching, a Predict waits for its batch on the event loop; when the client's
+    deadline passes first, the request is still counted (CANCELLED) and its wait timed, so a
+    dashboard's or the post-push watch's p99 keeps the requests clients gave up on."""
+    parameters = tmp_path / "batching.pbtxt"
+    parameters.write_text("max_batch_size { value: 8 } batch_timeout_micros { value: 3000000 }")
+    server = serve(
+        hpt_base,
+        "prometheus_config { enable: true }",
+        enable_batching=True,
+        batching_parameters_file=str(parameters),
+        rest_api_port=0,
+        enable_rest=True,
+    )
+    try:
+        client = ServingClient(server.grpc_address, timeout=0.5)
+        with client, pytest.raises(ServingError) as raised:
+            client.predict(HPT, {"x": [1.0]})  # a lone request: its batch waits 3 s
+        assert raised.value.code == "DEADLINE_EXCEEDED"
+        labels = (("model_name", HPT), ("status", "CANCELLED"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            page = samples(http(server.rest_url + PATH)[2])
+            if page.get((":tensorflow:serving:request_count", labels)):
+                break
+            time.sleep(0.1)
+        assert page[(":tensorflow:serving:request_count", labels)] == 1
+        latency = (
+            ":tensorflow:serving:request_latency_count",
+            (("API", "Predict"), ("entrypoint", "GRPC"), ("model_name", HPT)),
+        )
+        assert page[latency] == 1
+    finally:
+        server.stop()

@@ -351,7 +351,7 @@ class _LoopInbox:
     _by_loop_lock = threading.Lock()
 
     def __init__(self, loop: asyncio.AbstractEventLoop):
-        self._loop = loop
+        self._loop = weakref.ref(loop)  # the inbox is the value of a dict weakly keyed by it
         self._lock = threading.Lock()
         self._items: list = []
 
@@ -368,8 +368,9 @@ class _LoopInbox:
         with self._lock:
             self._items.append((future, call))
             first = len(self._items) == 1
-        if first:
-            self._loop.call_soon_threadsafe(self._drain)
+        loop = self._loop()
+        if first and loop is not None:
+            loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
         with self._lock:

@@ -77,7 +77,10 @@ class _Call:
             if self._remaining == 0:
                 self.done.set()
                 if self._on_done is not None:
-                    self._on_done(self)
+                    try:
+                        self._on_done(self)
+                    except Exception:  # e.g. its event loop is closed: the batch goes on
+                        logger.exception("Could not hand a finished call over")
 
     def result(self) -> dict:
         self.done.wait()

@@ -2,20 +2,23 @@
 
 Every call is a coroutine on one event loop, shared by all such servers of the process (gRPC's
 asyncio stack polls one completion queue, which several loops would contend for). A batched
-Predict of up to `LOOP_PREDICT_MAX_BYTES` is checked, decoded and answered on the loop and
-awaits its batch (`ServerCore.predict_async`); every other call, and a larger Predict, runs
-the core's blocking call in one of `max_workers` threads.
+Predict of up to `LOOP_PREDICT_MAX_BYTES` (as sent and as decoded) is parsed, checked, decoded
+and answered on the loop and awaits its batch (`ServerCore.predict_async`); every other call,
+and a larger Predict, is parsed and run in one of `max_workers` threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent import futures
 
 import grpc
 
+from tfx_serving_ext.protocol import tensors
+from tfx_serving_ext.protocol.errors import ServingError
 from tfx_serving_ext.server.core import ServerCore
 from tfx_serving_ext.server.grpc_service import (
     LOOP_PREDICT_MAX_BYTES,
@@ -26,6 +29,8 @@ from tfx_serving_ext.server.grpc_service import (
     serialize,
     service_methods,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class _SharedLoop:
@@ -64,6 +69,8 @@ class EventLoopServer:
         done = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
         try:
             done.result(timeout=(grace or 0) + 10)
+        except futures.TimeoutError:
+            logger.warning("The gRPC server did not stop within %s s; going on", (grace or 0) + 10)
         finally:
             self._workers.shutdown(wait=False, cancel_futures=True)
             self._stopped.set()
@@ -117,17 +124,35 @@ async def _start(core, workers, options, addresses, credentials):
 
 
 def _handler(request_class: type, call: Callable, workers, on_loop: Callable | None):
-    """Returns a handler running `call` in a worker thread, or awaiting `on_loop(request)` on
-    the loop for a request of up to LOOP_PREDICT_MAX_BYTES."""
+    """Returns a handler running `call` in a worker thread (the request parsed there too), or,
+    for a request that parses and decodes to at most LOOP_PREDICT_MAX_BYTES, awaiting
+    `on_loop(request)` on the loop."""
 
     async def handle(raw: bytes, context):
+        loop = asyncio.get_running_loop()
         try:
-            request = parse_request(request_class, raw)
             if on_loop is not None and len(raw) <= LOOP_PREDICT_MAX_BYTES:
-                return await on_loop(request)
-            return await asyncio.get_running_loop().run_in_executor(workers, call, request)
+                request = parse_request(request_class, raw)
+                if _decodes_small(request):
+                    return await on_loop(request)
+                return await loop.run_in_executor(workers, call, request)
+            return await loop.run_in_executor(workers, _parse_and_call, request_class, call, raw)
         except Exception as exc:
             code, message = failure_status(exc)
         await context.abort(code, message)
 
     return grpc.unary_unary_rpc_method_handler(handle, response_serializer=serialize)
+
+
+def _parse_and_call(request_class: type, call: Callable, raw: bytes):
+    return call(parse_request(request_class, raw))
+
+
+def _decodes_small(request) -> bool:
+    """Whether a PredictRequest's inputs decode to at most LOOP_PREDICT_MAX_BYTES (a few bytes
+    can ask for much more: one value filling a large shape)."""
+    try:
+        decoded = sum(tensors.tensor_proto_bytes(p)[1] for p in request.inputs.values())
+    except ServingError:
+        return True  # refused on the loop by the request checks, before anything is decoded
+    return decoded <= LOOP_PREDICT_MAX_BYTES

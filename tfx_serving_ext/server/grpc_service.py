@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 
 # TF Serving accepts messages up to INT_MAX bytes (ServerBuilder::SetMaxMessageSize(kint32max)).
 MAX_MESSAGE_BYTES = 2**31 - 1
-# A batched Predict larger than this is decoded and answered in a worker thread, not on the
-# event loop, so that one huge request does not stall every other call while it is decoded.
+# A batched Predict larger than this (as sent or as decoded) is parsed, decoded and answered in
+# a worker thread, not on the event loop, so that one huge request does not stall every other
+# call while it is decoded.
 LOOP_PREDICT_MAX_BYTES = 256 * 1024
 
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"

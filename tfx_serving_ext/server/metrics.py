@@ -35,6 +35,7 @@ Serving's order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import threading
@@ -163,10 +164,11 @@ class ServingMetrics:
         status: str,
         latency_usec: float,
     ) -> None:
-        """Counts one request by its status; a successful one also adds its latency."""
+        """Counts one request by its status; a successful one, or one its client gave up
+        waiting for (CANCELLED), also adds its latency, so that p99 keeps the slowest."""
         model_name = self._model_label(model_name)
         self._request_count.labels(model_name, status).inc()
-        if status == "OK":
+        if status in ("OK", "CANCELLED"):
             self._request_latency.labels(model_name, api, entrypoint).observe(latency_usec)
 
     def _model_label(self, model_name: str) -> str:
@@ -185,6 +187,10 @@ class ServingMetrics:
         start = time.perf_counter()
         try:
             yield
+        except asyncio.CancelledError:  # the client gave up (cancel, deadline) while it waited
+            elapsed = (time.perf_counter() - start) * 1e6
+            self.record_request(model_name, api, entrypoint, "CANCELLED", elapsed)
+            raise
         except Exception as exc:
             self.record_request(model_name, api, entrypoint, from_exception(exc).code, 0.0)
             raise
