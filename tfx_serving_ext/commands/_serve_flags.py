@@ -92,8 +92,8 @@ def _flags() -> list[Flag]:
             i,
             16,
             SERVED,
-            "threads running gRPC requests (with --enable_batching a Predict waits for its "
-            "batch on an event loop, not in one of them)",
+            "threads running gRPC requests (with --enable_batching a Predict of up to 256 KiB "
+            "waits for its batch on an event loop, not in one of them)",
         ),
         Flag("enable_model_warmup", b, True, SERVED),
         Flag("num_request_iterations_for_warmup", i, 1, SERVED),
