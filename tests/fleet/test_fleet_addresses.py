@@ -118,3 +118,12 @@ def test_an_empty_fleet_names_the_accepted_forms():
 
     with pytest.raises(FleetError, match="the fleet is empty: give replica addresses, each host"):
         resolve_fleet([])
+
+
+def test_a_dns_entry_with_a_bracketed_ipv6_literal_resolves_to_that_replica():
+    """`dns:///[::1]:8500` passes the entry check, so it must resolve too: the brackets are the
+    address's syntax, not part of the name looked up (the system resolver, no stand-in)."""
+    from tfx_serving_ext.publish.fleet import resolve_fleet
+
+    assert resolve_fleet(["dns:///[::1]:8500"]) == ["[::1]:8500"]
+    assert resolve_fleet(["dns:///127.0.0.1:8500"]) == ["127.0.0.1:8500"]

@@ -104,6 +104,7 @@ def resolve_fleet(
             addresses.append(entry)
             continue
         host, _, port = entry[len(DNS_PREFIX) :].rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")  # dns:///[::1]:8500
         try:
             records = resolver(host, int(port), type=socket.SOCK_STREAM)
         except OSError as exc:
