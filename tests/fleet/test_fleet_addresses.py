@@ -97,6 +97,13 @@ def test_the_pusher_refuses_a_malformed_fleet_entry_in_its_config(tmp_path):
         VolumePushConfig.from_json({"base_directory": str(tmp_path), "fleet": several})
 
 
+def test_the_pusher_refuses_a_server_address_without_a_port_naming_that_option(tmp_path):
+    """Not a fleet error about an option the user did not set, nor gRPC's default port 443."""
+    with pytest.raises(PushConfigError, match=r"server_address '127\.0\.0\.1' has no port"):
+        VolumePushConfig(str(tmp_path), server_address="127.0.0.1")
+    VolumePushConfig(str(tmp_path), server_address="127.0.0.1:8500")
+
+
 @pytest.mark.parametrize(
     "entry",
     [

@@ -154,6 +154,12 @@ class VolumePushConfig:
                 check_fleet_entry(entry)
             except FleetError as exc:
                 raise PushConfigError(str(exc)) from exc
+        if self.server_address:
+            try:
+                check_fleet_entry(self.server_address)
+            except FleetError as exc:
+                message = str(exc).replace("fleet entry", "server_address", 1)
+                raise PushConfigError(message) from exc
         if isinstance(self.watch_thresholds, Mapping):
             unknown = set(self.watch_thresholds) - {
                 f.name for f in dataclasses.fields(WatchThresholds)
